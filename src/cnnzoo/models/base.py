@@ -1,0 +1,58 @@
+"""The model contract every cnnzoo network keeps (the timm contract).
+
+A classifier is split in two halves:
+
+* ``forward_features(x)`` -> the last feature map, before any pooling or classifier
+  (e.g. ``(N, 2048, 7, 7)`` for ResNet-50 at 224);
+* ``forward_head(x, pre_logits=False)`` -> logits, or with ``pre_logits=True`` the
+  vector the final classifier layer reads (``num_features`` wide);
+
+and ``forward(x) == forward_head(forward_features(x))``.  ``get_classifier()`` returns
+the final classifier layer and ``reset_classifier(n)`` replaces it by a freshly
+initialised one with ``n`` outputs (``n = 0`` gives an ``nn.Identity``, so
+``forward`` returns the pooled features).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from cnnzoo.registry import check_in_chans, check_num_classes
+
+
+class ClassifierNet(nn.Module):
+    """Base class for the zoo's classifiers.
+
+    Subclasses call ``super().__init__(num_classes, in_chans)``, set ``num_features``,
+    and implement ``forward_features``, ``forward_head``, ``get_classifier`` and
+    ``reset_classifier``.  The helper :func:`linear_or_identity` builds the final layer.
+    """
+
+    def __init__(self, num_classes: int, in_chans: int) -> None:
+        super().__init__()
+        check_num_classes(num_classes)
+        check_in_chans(in_chans)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.num_features = 0
+
+    def forward_features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def get_classifier(self) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
+    """The final classifier: ``nn.Linear`` or, for ``num_classes == 0``, ``nn.Identity``."""
+    check_num_classes(num_classes)
+    return nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()

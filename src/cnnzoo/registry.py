@@ -1,0 +1,178 @@
+"""The model registry: every network is registered by name with its paper.
+
+``@register_model`` records, for each builder function, the family, the paper
+(title, authors, year, link), the default input size ``(C, H, W)``, the default
+number of classes and which input sizes the network accepts.  The public entry
+points are :func:`create_model`, :func:`list_models` and :func:`model_info`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from cnnzoo.errors import ConfigError, InputSizeError, UnknownModelError
+
+
+@dataclass(frozen=True)
+class Paper:
+    """A publication a model comes from."""
+
+    title: str
+    authors: str
+    year: int
+    url: str
+
+    def cite(self) -> str:
+        return f"{self.authors} ({self.year}). {self.title}. {self.url}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one model name."""
+
+    name: str
+    family: str
+    paper: Paper
+    input_size: tuple[int, int, int]
+    num_classes: int = 1000
+    #: smallest square side (pixels) the network can take; None if only ``input_size`` works
+    min_size: int | None = None
+    #: True when only ``input_size``'s H x W works (a flatten before a fixed-size linear layer)
+    fixed_size: bool = False
+    description: str = ""
+    builder: Callable[..., nn.Module] = field(default=None, repr=False, compare=False)
+
+    @property
+    def year(self) -> int:
+        return self.paper.year
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise a one-line :class:`InputSizeError` if the net cannot take ``height x width``."""
+        _, need_h, need_w = self.input_size
+        if self.fixed_size:
+            if (height, width) != (need_h, need_w):
+                raise InputSizeError(
+                    f"{self.name} takes only {need_h}x{need_w} inputs (its classifier is a fixed-size "
+                    f"fully connected layer), got {height}x{width}"
+                )
+            return
+        if self.min_size is not None and min(height, width) < self.min_size:
+            raise InputSizeError(
+                f"{self.name} needs inputs of at least {self.min_size}x{self.min_size} pixels, "
+                f"got {height}x{width}"
+            )
+
+
+def check_num_classes(num_classes: int) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ConfigError(f"num_classes must be an integer >= 0 (0 = no classifier), got {num_classes!r}")
+
+
+def check_in_chans(in_chans: int) -> None:
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ConfigError(f"in_chans must be an integer >= 1, got {in_chans!r}")
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    *,
+    family: str,
+    paper: Paper,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    num_classes: int = 1000,
+    min_size: int | None = None,
+    fixed_size: bool = False,
+    description: str = "",
+    name: str | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a builder ``fn(num_classes=..., in_chans=..., **options) -> nn.Module``.
+
+    The builder's function name is the model name unless ``name`` is given.  ``min_size``
+    defaults to the input size's side for fixed-size nets.
+    """
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        model_name = name or fn.__name__
+        if model_name in _REGISTRY:
+            raise RuntimeError(f"model {model_name!r} registered twice")
+        info = ModelInfo(
+            name=model_name,
+            family=family,
+            paper=paper,
+            input_size=tuple(input_size),
+            num_classes=num_classes,
+            min_size=input_size[1] if fixed_size and min_size is None else min_size,
+            fixed_size=fixed_size,
+            description=description or (fn.__doc__ or "").strip().split("\n")[0],
+            builder=fn,
+        )
+        _REGISTRY[model_name] = info
+        fn.model_info = info
+        return fn
+
+    return decorator
+
+
+def _ensure_models_imported() -> None:
+    import cnnzoo.models  # noqa: F401  (importing the package registers every family)
+
+
+def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
+    """Registered model names matching a shell-style wildcard, sorted."""
+    _ensure_models_imported()
+    return sorted(
+        name
+        for name, info in _REGISTRY.items()
+        if fnmatch.fnmatchcase(name, pattern) and (family is None or info.family == family)
+    )
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry record of ``name``; an unknown name suggests the closest ones."""
+    _ensure_models_imported()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnzoo list`"
+        raise UnknownModelError(f"unknown model {name!r}{hint}") from None
+
+
+def create_model(
+    name: str, num_classes: int | None = None, in_chans: int | None = None, **options
+) -> nn.Module:
+    """Build a registered model with freshly initialised weights.
+
+    ``num_classes`` defaults to the paper's (0 builds the net without its classifier, so
+    ``forward`` returns pooled features); ``in_chans`` to the default input's channels.
+    """
+    info = model_info(name)
+    num_classes = info.num_classes if num_classes is None else num_classes
+    in_chans = info.input_size[0] if in_chans is None else in_chans
+    check_num_classes(num_classes)
+    check_in_chans(in_chans)
+    try:
+        return info.builder(num_classes=num_classes, in_chans=in_chans, **options)
+    except TypeError as exc:
+        # an option the builder does not know: say which, in one line
+        if "unexpected keyword argument" in str(exc):
+            raise ConfigError(f"{name}: {exc}".replace(f"{info.builder.__name__}() ", "")) from None
+        raise
+
+
+__all__ = [
+    "Paper",
+    "ModelInfo",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_info",
+    "InputSizeError",
+]
