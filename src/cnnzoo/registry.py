@@ -159,12 +159,14 @@ def create_model(
     check_num_classes(num_classes)
     check_in_chans(in_chans)
     try:
-        return info.builder(num_classes=num_classes, in_chans=in_chans, **options)
+        model = info.builder(num_classes=num_classes, in_chans=in_chans, **options)
     except TypeError as exc:
         # an option the builder does not know: say which, in one line
         if "unexpected keyword argument" in str(exc):
             raise ConfigError(f"{name}: {exc}".replace(f"{info.builder.__name__}() ", "")) from None
         raise
+    model.model_name = name  # lets summary() and checkpoints find the registry record
+    return model
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from cnnzoo.layers.normalization import krizhevsky_lrn
 from cnnzoo.models.base import ClassifierNet, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
@@ -58,8 +59,8 @@ def make_vgg_features(config: VGGConfig, in_chans: int, batch_norm: bool) -> nn.
                 layers.append(nn.BatchNorm2d(width))
             layers.append(nn.ReLU(inplace=True))
             if config.lrn_after_first_conv and stage_index == 0 and conv_index == 0:
-                # A-LRN: Krizhevsky's LRN (size 5, alpha 1e-4, beta 0.75, k 2), Section 2.3
-                layers.append(nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))
+                # A-LRN: Krizhevsky's LRN after the first layer (Section 2.3, Table 1)
+                layers.append(krizhevsky_lrn())
             channels = width
         layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
     return nn.Sequential(*layers)

@@ -1,0 +1,121 @@
+"""LeNet-5 (LeCun, Bottou, Bengio & Haffner 1998), Section II.B and Fig. 2.
+
+32x32x1 input; C1 6@28x28 (5x5 conv), S2 6@14x14, C3 16@10x10 with the sparse
+connection table of Table I, S4 16@5x5, C5 120 (5x5 conv, so 1x1), F6 84, output.
+Subsampling layers are 2x2 averages with a trainable coefficient and bias per map,
+followed by the squashing function ``1.7159 * tanh(2/3 * a)`` (Appendix A).
+
+The paper's trainable layers C1..F6 hold exactly 60,000 parameters.  Its output layer
+is a Euclidean RBF with fixed weights; we use a linear layer instead (84 x classes +
+classes parameters), as every modern reimplementation does, so the network trains
+with cross-entropy like the rest of the zoo.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.registry import Paper, register_model
+
+LENET_PAPER = Paper(
+    title="Gradient-Based Learning Applied to Document Recognition",
+    authors="Yann LeCun, Leon Bottou, Yoshua Bengio, Patrick Haffner",
+    year=1998,
+    url="http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf",
+)
+
+# Table I: which S2 feature maps (rows 0-5) each C3 feature map (0-15) reads.
+C3_CONNECTIONS = (
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)  # fmt: skip
+
+
+class ScaledTanh(nn.Module):
+    """LeCun's squashing function ``A * tanh(S * a)`` with A = 1.7159, S = 2/3 (Appendix A)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+
+
+class Subsampling(nn.Module):
+    """S2/S4: 2x2 average, times a trainable coefficient, plus a trainable bias, per map."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(x) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class SparseConv(nn.Module):
+    """C3: each output map is a 5x5 convolution over its own subset of input maps.
+
+    "A non-complete connection scheme keeps the number of connections within
+    reasonable bounds [and] forces a break of symmetry in the network" (Section II.B).
+    Each output map owns a small ``nn.Conv2d`` over the maps Table I lists for it.
+    """
+
+    def __init__(self, connections: tuple[tuple[int, ...], ...], kernel_size: int = 5) -> None:
+        super().__init__()
+        self.connections = connections
+        for index, inputs in enumerate(connections):
+            self.register_buffer(f"inputs_{index}", torch.tensor(inputs), persistent=False)
+        self.maps = nn.ModuleList(nn.Conv2d(len(inputs), 1, kernel_size) for inputs in connections)
+
+    def forward(self, x: Tensor) -> Tensor:
+        outputs = [
+            conv(x.index_select(1, getattr(self, f"inputs_{index}")))
+            for index, conv in enumerate(self.maps)
+        ]
+        return torch.cat(outputs, dim=1)
+
+
+class LeNet5(ClassifierNet):
+    """LeNet-5: ``forward_features`` gives C5's 120x1x1 map, the head F6 and the output."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, sparse_c3: bool = True) -> None:
+        super().__init__(num_classes, in_chans)
+        self.num_features = 84
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, 6, kernel_size=5),  # C1
+            ScaledTanh(),
+            Subsampling(6),  # S2
+            ScaledTanh(),
+            SparseConv(C3_CONNECTIONS) if sparse_c3 else nn.Conv2d(6, 16, kernel_size=5),  # C3
+            ScaledTanh(),
+            Subsampling(16),  # S4
+            ScaledTanh(),
+            nn.Conv2d(16, 120, kernel_size=5),  # C5
+            ScaledTanh(),
+        )
+        self.f6 = nn.Linear(120, 84)
+        self.f6_act = ScaledTanh()
+        self.classifier = linear_or_identity(84, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.f6_act(self.f6(torch.flatten(x, 1)))
+        return x if pre_logits else self.classifier(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier = linear_or_identity(self.num_features, num_classes)
+        self.num_classes = num_classes
+
+
+@register_model(family="lenet", paper=LENET_PAPER, input_size=(1, 32, 32), num_classes=10, fixed_size=True)
+def lenet5(**kwargs) -> LeNet5:
+    """LeNet-5: tanh, trainable average-pool subsampling, Table I's sparse C3 (60K params)."""
+    return LeNet5(**kwargs)
