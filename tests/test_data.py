@@ -292,11 +292,10 @@ def test_imagefolder_train_val_and_labels(tmp_path):
         n = 0
         for x, y in loader:
             assert x.shape == (len(y), 3, 8, 8)
-            # solid colour images: every pixel of a sample is its class colour, normalised
-            colour = torch.tensor([COLOURS[["ant", "bee", "cat"].index(["cat", "ant", "bee"][0])]]).float()  # placeholder
-            want = (torch.tensor([COLOURS[{"ant": 1, "bee": 2, "cat": 0}[b.classes[int(k)]]] for k in y]).float() / 255
-                    - torch.tensor(b.mean)) / torch.tensor(b.std)  # fmt: skip
-            assert colour.numel() == 3
+            # solid colour images: every pixel of a sample is its class colour (make_tree's order), normalised
+            colour_index = {"cat": 0, "ant": 1, "bee": 2}
+            want = torch.tensor([COLOURS[colour_index[b.classes[int(k)]]] for k in y]).float() / 255
+            want = (want - torch.tensor(b.mean)) / torch.tensor(b.std)
             torch.testing.assert_close(x.mean(dim=(2, 3)), want, rtol=0, atol=0.02)  # JPEG rounding
             n += len(y)
         assert n == len(split)
@@ -429,3 +428,52 @@ def test_flowers102_torchvision_layout(tmp_path, tiny_jpeg):
     (root / "setid.mat").unlink()
     with pytest.raises(DataError, match=r"incomplete \(missing setid.mat\)"):
         load_dataset("flowers102", data_dir=tmp_path, download=False)
+
+
+# ----------------------------------------------------------------------------------- downloads (faked)
+
+
+def test_download_goes_to_the_cache(tmp_path, monkeypatch):
+    """With download=True a missing set is fetched by torchvision's class into the cache (faked: no network)."""
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    class FakeFashionMNIST:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            make_idx_set(tmp_path / "dl" / "FashionMNIST" / "raw")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", FakeFashionMNIST)
+    b = load_dataset("fashion-mnist", data_dir=tmp_path / "dl", download=True)
+    assert calls and calls[0][0] == str(tmp_path / "dl") and calls[0][2] is True
+    assert b.source == str(tmp_path / "dl" / "FashionMNIST" / "raw") and len(b.test) == 20
+
+
+def test_failed_download_is_one_line(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    class Offline:
+        def __init__(self, root, train, download):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got URLError")
+
+    monkeypatch.setattr(tvd, "MNIST", Offline)
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", download=True)
+    msg = str(e.value)
+    assert "\n" not in msg and "download into" in msg and "failed: Error downloading" in msg
+    assert str(tmp_path / "cache" / "cnnzoo" / "mnist") in msg
+
+
+def test_real_fashion_mnist_if_installed(monkeypatch):
+    """The Debian package's files (dataset-fashion-mnist) parse: 60000 + 10000 images of 28x28."""
+    from pathlib import Path
+
+    if not (Path("/usr/share/datasets/fashion-mnist") / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    monkeypatch.setattr(data_base, "SYSTEM_DATA_DIRS", [Path("/usr/share/datasets")])
+    b = load_dataset("fashion-mnist", download=False, val_fraction=0.1, limit_train=100)
+    assert b.source == "/usr/share/datasets/fashion-mnist"
+    assert len(b.val) == 6000 and len(b.test) == 10000 and len(b.train) == 100
+    assert torch.bincount(b.test.labels).tolist() == [1000] * 10  # the official test set is balanced
+    assert torch.bincount(b.val.labels).tolist() == [600] * 10  # the carved split is stratified

@@ -7,11 +7,26 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+import cnnzoo
 from cnnzoo.errors import CnnzooError, ConfigError
 from cnnzoo.layers.residual import BasicBlock, Bottleneck, ZeroPadShortcut, make_shortcut
 from cnnzoo.registry import create_model, model_info
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP threads contend badly."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def resnet1202():
+    torch.manual_seed(0)
+    return create_model("resnet1202")
 
 
 def build_on_meta(name: str, **options) -> nn.Module:
@@ -24,14 +39,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, size: int) -> float:
-    """Multiply-adds of convolutions and linear layers (FLOP counter / 2) on a meta input."""
-    model.eval()
-    with torch.device("meta"):
-        x = torch.empty(1, model.in_chans, size, size)
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 2
+def count_macs(model: nn.Module, size: int) -> int:
+    """Multiply-adds of convolutions and fc layers, as the papers count them (cnnzoo.summary)."""
+    return cnnzoo.summary(model, (model.in_chans, size, size)).total_macs
 
 
 def weighted_layers(model: nn.Module, include_shortcuts: bool = False) -> int:
@@ -105,16 +115,11 @@ def test_v15_resnet50_costs_4_1_gflops():
 
 def test_table1_output_sizes():
     """He et al. 2016, Table 1, "output size" column: conv1 112x112, conv2_x 56x56, conv3_x
-    28x28, conv4_x 14x14, conv5_x 7x7 (channels 64/256/512/1024/2048 for ResNet-50)."""
-    model = build_on_meta("resnet50").eval()
-    shapes = {}
-    for name in ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4"]:
-        getattr(model, name).register_forward_hook(
-            lambda module, args, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))
-        )
-    with torch.device("meta"):
-        model(torch.empty(1, 3, 224, 224))
-    assert shapes == {
+    28x28, conv4_x 14x14, conv5_x 7x7 (channels 64/256/512/1024/2048 for ResNet-50), as
+    ``cnnzoo summary --depth 1`` shows them."""
+    rows = cnnzoo.summary(build_on_meta("resnet50"), (3, 224, 224), depth=1).rows
+    shapes = {row.name: row.output_shape for row in rows}
+    assert {name: shapes[name] for name in ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4"]} == {
         "conv1": (64, 112, 112),
         "maxpool": (64, 56, 56),
         "layer1": (256, 56, 56),
@@ -122,6 +127,7 @@ def test_table1_output_sizes():
         "layer3": (1024, 14, 14),
         "layer4": (2048, 7, 7),
     }
+    assert shapes["fc"] == (1000,)
 
 
 @pytest.mark.parametrize("name, depth", [("resnet18", 18), ("resnet34", 34), ("resnet50", 50),
@@ -242,9 +248,9 @@ TABLE6_PARAMS = {
 
 
 @pytest.mark.parametrize("name", TABLE6_PARAMS)
-def test_table6_parameters(name):
+def test_table6_parameters(name, request):
     """He et al. 2016, Table 6: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M and 19.4M parameters."""
-    model = build_on_meta(name)
+    model = request.getfixturevalue("resnet1202") if name == "resnet1202" else build_on_meta(name)
     assert count_params(model) == pytest.approx(TABLE6_PARAMS[name], rel=0.05)
     assert weighted_layers(model, include_shortcuts=True) == int(name[len("resnet"):])
     assert model.num_classes == 10 and model_info(name).input_size == (3, 32, 32)
@@ -283,13 +289,16 @@ def test_cifar_net_runs_and_keeps_the_contract():
         torch.testing.assert_close(model(x), model.forward_head(features))
 
 
-def test_resnet1202_builds_and_runs():
-    """Section 4.2: the 1202-layer net (n = 200) builds and runs a 32x32 batch."""
-    torch.manual_seed(0)
-    model = create_model("resnet1202").eval()
-    assert len(model.residual_blocks()) == 600
+def test_resnet1202_builds_and_runs(resnet1202):
+    """Section 4.2: the 1202-layer net (n = 200) builds and runs a 32x32 batch.
+
+    In training mode, as it would be trained: with fresh running statistics the eval-mode
+    BNs are identities and 600 un-normalised residual additions overflow float32.
+    """
+    assert len(resnet1202.residual_blocks()) == 600
+    resnet1202.train()
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 32, 32))
+        out = resnet1202(torch.randn(1, 3, 32, 32))
     assert out.shape == (1, 10) and torch.isfinite(out).all()
 
 

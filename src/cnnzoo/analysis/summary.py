@@ -291,8 +291,10 @@ class _Tracer(TorchFunctionMode):
             kernel = tuple(weight.shape[-2:])
             rf, jump = _grow(rf, jump, kernel, stride, dilation)
         elif name == "deform_conv2d":
-            weight = args[2] if len(args) > 2 else kwargs["weight"]
-            stride, dilation = _pair(kwargs.get("stride", 1)), _pair(kwargs.get("dilation", 1))
+            # torchvision's operator: (input, weight, offset, mask, bias, stride_h, stride_w,
+            # pad_h, pad_w, dilation_h, dilation_w, ...); the receptive field is that of
+            # the sampling grid at zero offset
+            weight, stride, dilation = args[1], (args[5], args[6]), (args[9], args[10])
             rf, jump = _grow(rf, jump, tuple(weight.shape[-2:]), stride, dilation)
         elif name in _CONV_TRANSPOSE_OPS and main.dim() == 4:
             weight = args[1] if len(args) > 1 else kwargs["weight"]
@@ -331,7 +333,7 @@ def _macs(name, args, kwargs, inputs, outputs) -> int:
     out = outputs[0]
     batch = out.shape[0] if out.dim() > 1 else 1
     if name in _CONV_OPS or name == "deform_conv2d":
-        weight = args[2] if name == "deform_conv2d" else (args[1] if len(args) > 1 else kwargs["weight"])
+        weight = args[1] if len(args) > 1 else kwargs["weight"]
         # weight: (C_out, C_in / groups, k...): each output value needs C_in/groups * prod(k)
         return out.numel() // batch * math.prod(weight.shape[1:])
     if name in _CONV_TRANSPOSE_OPS:

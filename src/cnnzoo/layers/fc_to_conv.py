@@ -38,7 +38,9 @@ def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: tuple[int, 
     return conv
 
 
-def classifier_to_conv(classifier: nn.Module, in_channels: int, feature_size: tuple[int, int]) -> nn.Sequential:
+def classifier_to_conv(
+    classifier: nn.Module, in_channels: int, feature_size: tuple[int, int]
+) -> nn.Sequential:
     """Convert a ``Linear``/``ReLU``/``Dropout`` stack that reads a flattened map into convolutions.
 
     The first ``nn.Linear`` becomes an ``feature_size`` convolution, later ones 1x1
@@ -115,4 +117,5 @@ def to_fully_convolutional(
             )
         feature_shape = (channels, side, side)
     channels, height, width = feature_shape
-    return FullyConvolutionalNet(copy.deepcopy(features), classifier_to_conv(classifier, channels, (height, width)))
+    head = classifier_to_conv(classifier, channels, (height, width))
+    return FullyConvolutionalNet(copy.deepcopy(features), head)

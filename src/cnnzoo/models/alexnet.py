@@ -106,21 +106,26 @@ class AlexNetPaper(AlexNetBase):
     Order within layers 1 and 2 follows the paper: conv, ReLU, LRN, max-pool
     ("Response-normalization layers follow the first and second convolutional layers.
     Max-pooling layers ... follow both response-normalization layers", Section 3.5).
-    The lecture's list (002) puts each norm after its pool; the output sizes are the same.
+    The lecture's list (002) puts each norm after its pool (``lrn_after_pool=True``);
+    the convolution and pooling output sizes are the same either way.
     """
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5,
-                 two_towers: bool = True) -> None:
+                 two_towers: bool = True, lrn_after_pool: bool = False) -> None:
         groups = 2 if two_towers else 1
+
+        def normalise_then_pool() -> list[nn.Module]:
+            # the paper's order; lrn_after_pool=True gives the lecture's (and CaffeNet's)
+            layers = [krizhevsky_lrn(), nn.MaxPool2d(kernel_size=3, stride=2)]
+            return layers[::-1] if lrn_after_pool else layers
+
         features = nn.Sequential(
             nn.Conv2d(in_chans, 96, kernel_size=11, stride=4),  # 227 -> 55
             nn.ReLU(inplace=True),
-            krizhevsky_lrn(),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # 55 -> 27
+            *normalise_then_pool(),  # 55 -> 27
             nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=groups),
             nn.ReLU(inplace=True),
-            krizhevsky_lrn(),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # 27 -> 13
+            *normalise_then_pool(),  # 27 -> 13
             nn.Conv2d(256, 384, kernel_size=3, padding=1),  # reads both towers
             nn.ReLU(inplace=True),
             nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=groups),

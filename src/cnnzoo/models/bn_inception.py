@@ -114,7 +114,7 @@ class BNInception(ClassifierNet):
         self.num_classes = num_classes
 
 
-@register_model(family="inception", paper=BN_INCEPTION_PAPER, input_size=(3, 224, 224), min_size=1)
+@register_model(family="inception", paper=BN_INCEPTION_PAPER, input_size=(3, 224, 224), min_size=7)
 def bn_inception(**kwargs) -> BNInception:
     """BN-Inception (Inception v2): GoogLeNet with batch norm and 5x5 as two 3x3 convs."""
     return BNInception(**kwargs)

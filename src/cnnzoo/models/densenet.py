@@ -91,6 +91,8 @@ class DenseNet(ClassifierNet):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        if any(p.is_meta for p in self.parameters()):
+            return  # built on the meta device (shapes only): nothing to initialise
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

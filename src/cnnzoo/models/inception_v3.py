@@ -89,9 +89,9 @@ class InceptionV3(ClassifierNet):
         self.fc = linear_or_identity(2048, num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.trunc_normal_(module.weight, std=0.1, a=-0.2, b=0.2)
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.01 if module is self.fc else 0.001, a=-0.02, b=0.02)
+                nn.init.normal_(module.weight, 0, 0.01 if module is self.fc else 0.001)
                 nn.init.zeros_(module.bias)
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:

@@ -69,6 +69,8 @@ class PreActResNet(ResidualNet):
         shortcut = check_shortcut_option(shortcut)
         if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
             raise ConfigError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}")
+        if drop_rate and block != "basic":
+            raise ConfigError("drop_rate (dropout between convolutions) applies to basic blocks only")
         self.stem_channels = stem_channels
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, stem_channels, 7, stride=2, padding=3, bias=False)

@@ -184,6 +184,8 @@ def init_residual_weights(model: nn.Module, zero_init_residual: bool = False) ->
     ``zero_init_residual`` starts every post-activation block's last BN at zero, so each block
     begins as the identity (Goyal et al. 2017, Section 5.1).
     """
+    if any(p.is_meta for p in model.parameters()):
+        return  # built on the meta device (shapes only): nothing to initialise
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

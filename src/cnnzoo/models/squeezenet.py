@@ -21,7 +21,8 @@ from cnnzoo.registry import Paper, register_model
 
 SQUEEZENET_PAPER = Paper(
     title="SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size",
-    authors="Forrest N. Iandola, Song Han, Matthew W. Moskewicz, Khalid Ashraf, William J. Dally, Kurt Keutzer",
+    authors="Forrest N. Iandola, Song Han, Matthew W. Moskewicz, Khalid Ashraf, William J. Dally, "
+    "Kurt Keutzer",
     year=2016,
     url="https://arxiv.org/abs/1602.07360",
 )

@@ -76,10 +76,18 @@ class FitResult:
     test_top5: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     config: TrainConfig | None = None
+    #: the signal that interrupted the run ("SIGINT" or "SIGTERM")
+    signal: str | None = None
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "stopped": 0}.get(self.status, 130)
+        """0 when completed or stopped as asked; 128 + the signal's number when interrupted."""
+        if self.status != "interrupted":
+            return 0
+        try:
+            return 128 + int(signal.Signals[self.signal])
+        except (KeyError, TypeError):
+            return 130
 
 
 # ------------------------------------------------------------------------------------------
@@ -213,6 +221,19 @@ def split_outputs(outputs) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     if isinstance(outputs, (tuple, list)):
         return outputs[0], tuple(outputs[1:])
     return outputs, ()
+
+
+def compute_loss(outputs, labels: torch.Tensor, criterion: nn.Module, aux_weight: float):
+    """``loss(main) + aux_weight * sum(loss(aux))`` and the main logits.
+
+    Nets with auxiliary classifiers return ``(main, aux, ...)`` in training mode
+    (GoogLeNet Section 5 weights each auxiliary loss by 0.3).
+    """
+    main, aux = split_outputs(outputs)
+    loss = criterion(main.float(), labels)
+    for extra in aux:
+        loss = loss + aux_weight * criterion(extra.float(), labels)
+    return loss, main
 
 
 def autocast(device: torch.device, amp: str):
@@ -388,6 +409,8 @@ class _Engine:
             )
             raise ConfigError(f"--resume with a changed configuration: {details}; start a new run instead")
         merged = to_dict(saved)
+        # how this call runs (not what it trains) comes from this call, not the saved run
+        merged.update(stop_after_epochs=None, progress=TrainConfig.progress)
         for key, value in self.explicit.items():
             merged[key] = value
         merged.update(out=str(self.run_dir), resume=True)
@@ -571,6 +594,7 @@ class _Engine:
             best_epoch=self.best_epoch, best_val_top1=self.best_val_top1,
             val_top1=self.history[-1].get("val_top1") if self.history else None,
             history=self.history, config=self.config,
+            signal=self.stop.received if status == "interrupted" else None,
         )  # fmt: skip
         if self.dist.is_main and self.history:
             from cnnzoo.train.plots import plot_curves
@@ -617,10 +641,7 @@ class _Engine:
                 if config.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with autocast(self.device, config.amp):
-                    main, aux = split_outputs(model(images))
-                    loss = self.criterion(main.float(), labels)
-                    for extra in aux:
-                        loss = loss + config.aux_weight * self.criterion(extra.float(), labels)
+                    loss, main = compute_loss(model(images), labels, self.criterion, config.aux_weight)
                 loss_value = float(loss.detach())
                 stop_now = self.stop.received is not None
                 nonfinite = not math.isfinite(loss_value)
@@ -630,15 +651,6 @@ class _Engine:
                     stop_now, nonfinite = bool(flags[0] > 0), bool(flags[1] > 0)
                 if nonfinite:
                     self._diverged(epoch, index, loss_value)
-                if stop_now:
-                    partial = {"loss_sum": meter.loss_sum, "top1": meter.top1, "topk_hits": meter.topk_hits,
-                               "count": meter.count, "seconds": seconds_before + time.perf_counter() - start}  # fmt: skip
-                    self._save("last", epoch, index, partial)
-                    dist_utils.barrier(self.dist)
-                    signal_name = self.stop.received or "a signal on another rank"
-                    self.say(f"\n{signal_name}: stopped at epoch {epoch + 1}, batch {index + 1}; checkpoint saved "
-                             f"to {self.run_dir / 'last.safetensors'}; continue with --resume --out {self.run_dir}")
-                    return "interrupted"
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip:
@@ -648,6 +660,19 @@ class _Engine:
                 self.step += 1
                 meter.update(main.detach().float(), labels, loss_value)
                 images_seen += labels.shape[0] * world
+                if stop_now:
+                    # the step is complete: the checkpoint resumes at the next batch
+                    partial = {"loss_sum": meter.loss_sum, "top1": meter.top1, "topk_hits": meter.topk_hits,
+                               "count": meter.count, "seconds": seconds_before + time.perf_counter() - start}  # fmt: skip
+                    self._save("last", epoch, index + 1, partial)
+                    dist_utils.barrier(self.dist)
+                    if bar is not None:
+                        bar.close()
+                        bar = None
+                    signal_name = self.stop.received or "a signal on another rank"
+                    self.say(f"{signal_name}: stopped at epoch {epoch + 1}, batch {index + 1}; checkpoint saved "
+                             f"to {self.run_dir / 'last.safetensors'}; continue with --resume --out {self.run_dir}")
+                    return "interrupted"
                 if bar is not None:
                     bar.update(1)
                     if index % 5 == 0 or index == len(loader) - 1:

@@ -1,0 +1,211 @@
+"""``cnnzoo eval`` and ``cnnzoo predict``: use a trained run directory.
+
+A run directory holds ``config.yaml`` (the resolved configuration), ``run.json`` (the class
+names, channels, input size and normalisation the net was trained with) and the ``best`` /
+``last`` checkpoints; that is all these commands need besides the data or the images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnzoo.errors import CnnzooError, ConfigError
+from cnnzoo.train import checkpoint as ckpt
+from cnnzoo.train.config import read_config
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    model: nn.Module
+    meta: dict[str, Any]
+    config: Any
+    device: torch.device
+
+
+def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
+    """The trained model of a run directory (``best`` falls back to ``last``), in eval mode."""
+    from cnnzoo.registry import create_model
+    from cnnzoo.train.engine import resolve_device
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CnnzooError(f"run directory {run_dir} not found")
+    config = read_config(run_dir / "config.yaml")
+    meta_path = run_dir / "run.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise CnnzooError(f"{meta_path} not found: is {run_dir} a cnnzoo run directory?") from None
+    except (OSError, ValueError) as exc:
+        raise CnnzooError(f"cannot read {meta_path}: {exc}") from None
+    tag = checkpoint
+    if tag == "best" and not ckpt.paths(run_dir, "best")[0].exists():
+        tag = "last"
+    tensors, _ = ckpt.load_checkpoint(run_dir, tag)
+    model = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"],
+                         **(meta.get("model_kwargs") or {}))  # fmt: skip
+    ckpt.load_model_weights(model, tensors, f"checkpoint {ckpt.paths(run_dir, tag)[0]}")
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    return LoadedRun(run_dir, model, meta, config, dev)
+
+
+@dataclass
+class EvalReport:
+    split: str
+    data: str
+    checkpoint: str
+    count: int
+    loss: float
+    top1: float
+    top5: float
+    classes: list[str]
+    per_class: list[float]
+    confusion: torch.Tensor
+    confusion_png: Path | None = None
+    tta_flip: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def format(self) -> str:
+        lines = [
+            f"{self.data} {self.split} split, {self.count} images, {self.checkpoint} checkpoint"
+            + (", flip TTA" if self.tta_flip else ""),
+            f"top-1 {100 * self.top1:.2f}%  top-5 {100 * self.top5:.2f}%  loss {self.loss:.4f}",
+            "per-class top-1:",
+        ]
+        width = max(len(c) for c in self.classes) if self.classes else 5
+        for name, acc in zip(self.classes, self.per_class):
+            lines.append(f"  {name:{width}s}  {'-' if math.isnan(acc) else f'{100 * acc:6.2f}%'}")
+        n = len(self.classes)
+        if n <= 20:
+            lines.append("confusion matrix (rows: true, columns: predicted):")
+            cell = max(4, len(str(int(self.confusion.max()))) + 1) if self.confusion.numel() else 4
+            lines.append(" " * (width + 2) + "".join(f"{i:>{cell}d}" for i in range(n)))
+            for i, name in enumerate(self.classes):
+                lines.append(f"  {name:{width}s}" + "".join(f"{int(v):>{cell}d}" for v in self.confusion[i]))
+        if self.confusion_png:
+            lines.append(f"confusion matrix plot: {self.confusion_png}")
+        return "\n".join(lines)
+
+
+def evaluate_run(
+    run_dir,
+    data: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    checkpoint: str = "best",
+    tta_flip: bool = False,
+    limit: int | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    confusion_png: str | None = None,
+) -> EvalReport:
+    """Top-1, top-5, per-class accuracy and the confusion matrix of a trained run."""
+    from cnnzoo.train import engine
+    from cnnzoo.train.plots import plot_confusion
+
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {limit}")
+    run = load_run(run_dir, checkpoint, device)
+    config, meta = run.config, run.meta
+    data_name = data or config.data
+    bundle = engine.load_dataset(
+        data_name, data_dir=data_dir or config.data_dir, download=config.download,
+        val_fraction=config.val_fraction, seed=config.seed, limit_train=None, limit_val=limit,
+        skip_bad_images=config.skip_bad_images,
+    )  # fmt: skip
+    if len(bundle.classes) != meta["num_classes"]:
+        raise ConfigError(f"{data_name} has {len(bundle.classes)} classes, the run's model {meta['num_classes']}")
+    if bundle.in_chans != meta["in_chans"]:
+        raise ConfigError(f"{data_name} has {bundle.in_chans}-channel images, the run's model takes {meta['in_chans']}")
+    part = bundle.test if split == "test" else bundle.val
+    if part is None or len(part) == 0:
+        raise ConfigError(f"{data_name} has no {split} split")
+    if limit is not None and len(part) > limit:
+        part = part.subset(torch.arange(limit))
+    loader = engine.make_loader(part, batch_size=batch_size, train=False, device=run.device,
+                                input_size=tuple(meta["input_size"]), augment=None, mean=meta["mean"],
+                                std=meta["std"], seed=config.seed)  # fmt: skip
+    meter = engine.evaluate(run.model, loader, run.device, meta["num_classes"], tta_flip=tta_flip, confusion=True)
+    png = Path(confusion_png) if confusion_png else Path(run_dir) / f"confusion-{split}.png"
+    plot_confusion(meter.confusion, list(bundle.classes), png,
+                   title=f"{meta['model']} on {bundle.name}, {split} split")  # fmt: skip
+    return EvalReport(split=split, data=bundle.name, checkpoint=checkpoint, count=meter.count, loss=meter.loss,
+                      top1=meter.top1_acc, top5=meter.topk_acc, classes=list(bundle.classes),
+                      per_class=meter.per_class_accuracy(), confusion=meter.confusion, confusion_png=png,
+                      tta_flip=tta_flip)  # fmt: skip
+
+
+def read_image(path, in_chans: int, size: tuple[int, int] | None) -> torch.Tensor:
+    """An image file as uint8 ``(C, H, W)``, converted to the run's channels and stored size."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if in_chans == 1 else "RGB")
+            if size is not None and (img.height, img.width) != tuple(size):
+                img = img.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            width, height = img.size
+    except FileNotFoundError:
+        raise CnnzooError(f"image {path} not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise CnnzooError(f"cannot read image {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+    return data.view(height, width, in_chans).permute(2, 0, 1).contiguous()
+
+
+def predict_run(run_dir, images, topk: int = 5, checkpoint: str = "best", cam_path: str | None = None,
+                device: str = "auto") -> list[str]:
+    """Top-k class names with probabilities for each image, optionally with its activation map."""
+    from cnnzoo.data import BatchTransform
+    from cnnzoo.data.pipeline import resolve_augment
+    from cnnzoo.train.cam import class_activation_map, save_overlay
+
+    run = load_run(run_dir, checkpoint, device)
+    meta = run.meta
+    classes = meta["classes"]
+    in_chans = int(meta["in_chans"])
+    stored = tuple(meta["data_size"]) if meta.get("data_size") else tuple(meta["input_size"])
+    transform = BatchTransform(stored, tuple(meta["input_size"]), meta["mean"], meta["std"],
+                               resolve_augment(None, train=False), in_chans=in_chans, device=run.device)  # fmt: skip
+    k = min(topk, len(classes))
+    lines: list[str] = []
+    for number, image_path in enumerate(images, start=1):
+        raw = read_image(image_path, in_chans, stored)
+        batch = transform(raw[None].to(run.device))
+        with torch.no_grad():
+            logits = run.model(batch)
+            if isinstance(logits, (tuple, list)):
+                logits = logits[0]
+            probs = logits.float().softmax(dim=1)[0]
+        values, indices = probs.topk(k)
+        lines.append(f"{image_path}:")
+        width = max(len(classes[int(i)]) for i in indices)
+        for rank, (p, i) in enumerate(zip(values.tolist(), indices.tolist()), start=1):
+            lines.append(f"  {rank}. {classes[i]:{width}s}  {p:.4f}")
+        if cam_path:
+            out = Path(cam_path)
+            if len(images) > 1:
+                out = out.with_name(f"{out.stem}-{number}{out.suffix or '.png'}")
+            amap = class_activation_map(run.model, batch)
+            display = _display_image(batch[0], meta)
+            save_overlay(display, amap.heatmap, out,
+                         title=f"{amap.method}: {classes[amap.class_index]} ({probs[amap.class_index]:.1%})")  # fmt: skip
+            lines.append(f"  {amap.method} of '{classes[amap.class_index]}' ({amap.layer}) -> {out}")
+    return lines
+
+
+def _display_image(normalised: torch.Tensor, meta: dict) -> torch.Tensor:
+    """The network's input (after padding/resizing) brought back to [0, 1] for display."""
+    mean = torch.tensor(meta["mean"], dtype=torch.float32, device=normalised.device).view(-1, 1, 1)
+    std = torch.tensor(meta["std"], dtype=torch.float32, device=normalised.device).view(-1, 1, 1)
+    return (normalised.float() * std + mean).clamp(0, 1)

@@ -1,0 +1,12 @@
+import os
+
+import pytest
+import torch
+
+# Tests are CPU-only and single-threaded per worker (make test runs 2 workers on 2 cores).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
