@@ -341,6 +341,10 @@ def test_unreadable_image_named_or_skipped(tmp_path):
     with pytest.warns(UserWarning, match="broken.jpg"):
         labels = torch.cat([y for _, y in loader])
     assert len(labels) == 6
+    # the flag given to load_dataset reaches the loaders too
+    b = load_dataset(f"imagefolder:{tmp_path}", val_fraction=0.0, skip_bad_images=True)
+    with pytest.warns(UserWarning, match="skipping: cannot read image .*broken.jpg"):
+        assert len(torch.cat([y for _, y in make_loader(b.train, batch_size=4, input_size=8, num_workers=0)])) == 6
 
 
 def test_imagenet_needs_train_and_val(tmp_path):

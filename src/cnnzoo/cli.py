@@ -16,7 +16,7 @@ from importlib import import_module
 from cnnzoo.errors import CnnzooError
 
 #: modules that add their own subcommands through ``add_parsers(subparsers)``
-COMMAND_MODULES = ("cnnzoo.train.commands",)
+COMMAND_MODULES = ("cnnzoo.train.commands", "cnnzoo.transfer.commands")
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

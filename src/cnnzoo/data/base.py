@@ -110,13 +110,15 @@ class TensorSplit:
 class FolderSplit:
     """A split of image files decoded on the fly: ``samples`` is a list of ``(path, label)``.
 
-    ``in_chans`` is 3 (images are converted to RGB) or 1 (to grayscale).
+    ``in_chans`` is 3 (images are converted to RGB) or 1 (to grayscale); ``skip_bad_images``
+    (set by ``load_dataset(..., skip_bad_images=True)``) makes loaders skip unreadable files.
     """
 
     samples: list[tuple[str, int]]
     classes: list[str]
     in_chans: int = 3
     root: str | None = None
+    skip_bad_images: bool = False
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -126,7 +128,8 @@ class FolderSplit:
         return torch.tensor([label for _, label in self.samples], dtype=torch.int64)
 
     def subset(self, indices: torch.Tensor) -> "FolderSplit":
-        return FolderSplit([self.samples[int(i)] for i in indices], self.classes, self.in_chans, self.root)
+        return FolderSplit([self.samples[int(i)] for i in indices], self.classes, self.in_chans, self.root,
+                           self.skip_bad_images)  # fmt: skip
 
 
 Split = TensorSplit | FolderSplit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from cnnzoo.data.base import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DataError, cpu_threads, finish_bundle
+from cnnzoo.data.base import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DataError, FolderSplit, cpu_threads, finish_bundle
 
 #: names load_dataset accepts (``imagefolder:PATH``, ``imagenet:PATH`` and ``synthetic[:k=v,...]``
 #: take an argument after the colon)
@@ -44,13 +44,17 @@ def load_dataset(
     (MNIST, Fashion-MNIST, CIFAR, Flowers-102).  ``limit_train``/``limit_val`` keep a seeded random
     subset of the training/validation split; ``limit_test`` (default: ``limit_val``) of the test
     split.  Missing or incomplete files raise a one-line :class:`DataError`.
-    ``skip_bad_images`` only matters for image folders (see :func:`make_loader`), but is accepted
-    for every data set.
+    ``skip_bad_images`` only matters for image folders: their loaders then skip unreadable files
+    with a warning instead of stopping (it is accepted, and ignored, for every other data set).
     """
     if limit_test is None:
         limit_test = limit_val
     with cpu_threads(1):
-        return _load(name, data_dir, download, val_fraction, seed, limit_train, limit_val, limit_test)
+        bundle = _load(name, data_dir, download, val_fraction, seed, limit_train, limit_val, limit_test)
+    for split in (bundle.train, bundle.val, bundle.test):
+        if isinstance(split, FolderSplit):
+            split.skip_bad_images = bool(skip_bad_images)
+    return bundle
 
 
 def _load(name, data_dir, download, val_fraction, seed, limit_train, limit_val, limit_test) -> DataBundle:

@@ -159,10 +159,6 @@ class BatchTransform:
         erase = torch.stack([y0, y0 + eh, x0, x0 + ew], dim=1)
         return AugmentParams(dy, dx, flip, erase)
 
-    def identity_params(self, n: int) -> AugmentParams:
-        z = torch.zeros(n, dtype=torch.int64)
-        return AugmentParams(z + self.pad, z + self.pad, torch.zeros(n, dtype=torch.bool), torch.zeros(n, 4, dtype=torch.int64))
-
     # -- the transform ----------------------------------------------------------------------
 
     def __call__(self, images: torch.Tensor, params: AugmentParams | None = None) -> torch.Tensor:
@@ -340,7 +336,7 @@ def make_loader(
     deterministically from ``(seed, e)``.  ``out_chans=3`` repeats grayscale into 3 channels.
     Image folders (:class:`FolderSplit`) are decoded by ``num_workers`` DataLoader workers (default:
     the CPU count, at most 8); an unreadable file raises a one-line :class:`DataError` naming it,
-    or is skipped (with a warning) when ``skip_bad_images``.
+    or is skipped (with a warning) when ``skip_bad_images`` (here or given to ``load_dataset``).
     """
     train_aug = resolve_augment(augment, train)
     if isinstance(split, TensorSplit):
@@ -357,7 +353,7 @@ def make_loader(
         return FolderLoader(split, batch_size, train=train, device=device, input_size=input_size, augment=train_aug,
                             mean=mean, std=std, rank=rank, world_size=world_size, seed=seed, shuffle=shuffle,
                             drop_last=drop_last, out_chans=out_chans, num_workers=num_workers,
-                            skip_bad_images=skip_bad_images)  # fmt: skip
+                            skip_bad_images=skip_bad_images or split.skip_bad_images)  # fmt: skip
     if split is None:
         raise DataError("this data set has no such split (val_fraction=0 gives no validation split)")
     raise TypeError(f"make_loader needs a TensorSplit or FolderSplit, got {type(split).__name__}")
