@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 data: $(STAMP)
 	@PYTHON=$(PY) sh scripts/ensure-fashion-mnist.sh
 
+# LeNet-5 with the CPU-tuned `fast` recipe, 3 epochs (a few minutes on 2 cores); one torch
+# thread, because on a 2-core machine two threads were 3x slower for this small net
+# (docs/results.md, "Data pipeline")
 demo: $(STAMP) data
-	$(VENV)/bin/cnnzoo train lenet5 --data fashion-mnist --epochs 1
+	$(VENV)/bin/cnnzoo train lenet5 --data fashion-mnist -c fast --epochs 3 --threads 1
 
 test: $(STAMP) data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile

@@ -161,8 +161,12 @@ def main(argv=None) -> int:
     print(f"{'variant':30s} {'wall s':>7s} {'img/s':>6s} {'x (c)':>6s} {'CPU s':>7s} {'x (c)':>6s}"
           f" {'data alone: wall s':>19s} {'CPU s':>6s}")  # fmt: skip
     for name, (wall, cpu) in best.items():
-        alone = f"{data_only[name][0]:19.2f} {data_only[name][1]:6.2f}" if name in data_only else f"{'-':>19s} {'-':>6s}"
-        print(f"{name:30s} {wall:7.2f} {n_images / wall:6.0f} {wall / pure[0]:6.2f} {cpu:7.2f} {cpu / pure[1]:6.2f} {alone}")
+        alone = (
+            f"{data_only[name][0]:19.2f} {data_only[name][1]:6.2f}" if name in data_only else f"{'-':>19s} {'-':>6s}"
+        )
+        print(
+            f"{name:30s} {wall:7.2f} {n_images / wall:6.0f} {wall / pure[0]:6.2f} {cpu:7.2f} {cpu / pure[1]:6.2f} {alone}"
+        )
     a = best["(a) cnnzoo pipeline"]
     for w in workers:
         b = best[f"(b) torchvision, {w} workers"]

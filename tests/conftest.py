@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-# Tests are CPU-only and single-threaded per worker (make test runs 2 workers on 2 cores).
-torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+# Tests are CPU-only and single-threaded per worker (make test runs 2 workers on 2 cores);
+# on a shared machine two threads per process are many times slower than one.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,12 @@ def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _on_meta(name, **kwargs):
+    """Build without allocating or initialising weights: enough to count and inspect layers."""
+    with torch.device("meta"):
+        return cnnzoo.create_model(name, **kwargs)
+
+
 def _assert_same_outputs(ours, theirs, input_size, atol=1e-4):
     ours.load_state_dict(theirs.state_dict(), strict=True)
     ours.eval(), theirs.eval()
@@ -121,18 +127,18 @@ def test_zfnet_sizes_follow_figure_3_and_002():
 )
 def test_vgg_params_match_table_2(name, millions):
     """Simonyan & Zisserman 2014, Table 2: 133, 133, 133, 134, 138, 144 million for A, A-LRN, B, C, D, E."""
-    assert round(_params(cnnzoo.create_model(name)) / 1e6) == millions
+    assert round(_params(_on_meta(name)) / 1e6) == millions
 
 
 def test_vgg_configurations_follow_table_1():
     """Table 1: weight layers 11, 11, 13, 16, 16, 19; C's extra layers are 1x1 convolutions."""
     for name, depth in [("vgg11", 11), ("vgg11_lrn", 11), ("vgg13", 13), ("vgg16_c", 16), ("vgg16", 16), ("vgg19", 19)]:
-        model = cnnzoo.create_model(name, num_classes=10)
+        model = _on_meta(name, num_classes=10)
         weighted = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
         assert len(weighted) == depth, name
-    c = cnnzoo.create_model("vgg16_c")
+    c = _on_meta("vgg16_c")
     assert sorted({m.kernel_size for m in c.features if isinstance(m, torch.nn.Conv2d)}) == [(1, 1), (3, 3)]
-    lrn = cnnzoo.create_model("vgg11_lrn")
+    lrn = _on_meta("vgg11_lrn")
     assert isinstance(lrn.features[2], torch.nn.LocalResponseNorm)
 
 

@@ -60,6 +60,13 @@ def test_list_info_shape_compare(capsys):
     assert "+77.26M (x2.26)" in out and "vgg16" in out
 
 
+def test_compare_shows_squeezenets_50x_fewer_parameters(capsys):
+    """Iandola et al. 2016, Table 2: SqueezeNet matches AlexNet with 50x fewer parameters."""
+    assert main(["compare", "alexnet", "squeezenet1_0"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("squeezenet1_0"))
+    assert "1.25M" in row and "(x0.02)" in row  # 1.25M / 61.10M = 1/49
+
+
 def test_python_dash_m_and_console_script_agree():
     result = run_cli("list", "lenet*")
     assert result.returncode == 0 and result.stdout.startswith("lenet5")

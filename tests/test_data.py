@@ -59,7 +59,10 @@ def make_cifar10(directory, per_batch=6, seed=0):
     folder.mkdir(parents=True)
     batches = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        d = {b"data": rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8), b"labels": list(rng.integers(0, 10, per_batch))}
+        d = {
+            b"data": rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8),
+            b"labels": list(rng.integers(0, 10, per_batch)),
+        }
         batches[name] = d
         (folder / name).write_bytes(pickle.dumps(d))
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
@@ -104,7 +107,9 @@ def test_validation_split_is_seeded(tmp_path):
 
 def test_limits_and_no_validation(tmp_path):
     make_idx_set(tmp_path / "fm")
-    b = load_dataset("fashion-mnist", data_dir=tmp_path / "fm", download=False, val_fraction=0.0, limit_train=7, limit_val=5)
+    b = load_dataset(
+        "fashion-mnist", data_dir=tmp_path / "fm", download=False, val_fraction=0.0, limit_train=7, limit_val=5
+    )
     assert b.val is None and len(b.train) == 7 and len(b.test) == 5  # limit_test defaults to limit_val
     b = load_dataset("fashion-mnist", data_dir=tmp_path / "fm", download=False, limit_val=5, limit_test=3)
     assert len(b.test) == 3 and len(b.val) == 4
@@ -119,7 +124,9 @@ def test_search_order_env_then_system(tmp_path, monkeypatch):
     assert load_dataset("mnist", download=False).source == str(tmp_path / "env" / "mnist")
     # data_dir beats both; a torchvision download layout (ROOT/MNIST/raw) is found too
     make_idx_set(tmp_path / "mine" / "MNIST" / "raw", seed=3, compress=False)
-    assert load_dataset("mnist", data_dir=tmp_path / "mine", download=False).source == str(tmp_path / "mine" / "MNIST" / "raw")
+    assert load_dataset("mnist", data_dir=tmp_path / "mine", download=False).source == str(
+        tmp_path / "mine" / "MNIST" / "raw"
+    )
 
 
 def test_missing_data_names_files_and_places(tmp_path):
@@ -241,7 +248,9 @@ def write_mat(path, arrays: dict, compress: bool = True) -> None:
             body += struct.pack("<II", 15, len(z)) + z
         else:
             body += matrix
-    header = b"MATLAB 5.0 MAT-file, written by cnnzoo tests".ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    header = (
+        b"MATLAB 5.0 MAT-file, written by cnnzoo tests".ljust(116, b" ") + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    )
     path.write_bytes(header + body)
 
 
@@ -315,10 +324,12 @@ def test_imagefolder_workers_do_not_change_the_crops(tmp_path):
     assert b.test is None and len(b.train) == 8
     runs = []
     for workers in (0, 2):
-        loader = make_loader(b.train, batch_size=3, train=True, input_size=12, augment={"flip": True}, num_workers=workers, seed=4)
+        loader = make_loader(
+            b.train, batch_size=3, train=True, input_size=12, augment={"flip": True}, num_workers=workers, seed=4
+        )
         loader.set_epoch(2)
         runs.append([(x, y) for x, y in loader])
-    for (x0, y0), (x2, y2) in zip(*runs):
+    for (x0, y0), (x2, y2) in zip(*runs, strict=True):
         assert torch.equal(y0, y2) and torch.equal(x0, x2)
     # the random-resized crops differ from the plain evaluation view
     ev = torch.cat([x for x, _ in make_loader(b.train, batch_size=8, train=False, input_size=12, num_workers=0)])

@@ -47,7 +47,9 @@ def test_eval_loader_is_plain_normalisation_in_order():
 
 def test_normalisation_gives_zero_mean_unit_std():
     g = torch.Generator().manual_seed(1)
-    images = (torch.rand(64, 3, 6, 6, generator=g) * torch.tensor([80.0, 160.0, 255.0]).view(1, 3, 1, 1)).to(torch.uint8)
+    images = (torch.rand(64, 3, 6, 6, generator=g) * torch.tensor([80.0, 160.0, 255.0]).view(1, 3, 1, 1)).to(
+        torch.uint8
+    )
     split = TensorSplit(images, torch.zeros(64), ["a"])
     from cnnzoo.data.base import channel_stats
 
@@ -75,7 +77,9 @@ def test_bilinear_resize_for_large_factors_and_forced_modes():
     x, _ = collect(make_loader(split, batch_size=2, train=False, input_size=(20, 20), mean=MEAN, std=STD))
     want = F.interpolate(split.images.float(), size=(20, 20), mode="bilinear", antialias=True).round().clamp(0, 255)
     torch.testing.assert_close(x, normalise(want), rtol=0, atol=1e-5)
-    x, _ = collect(make_loader(split, batch_size=2, train=False, input_size=(9, 9), mean=MEAN, std=STD, resize="bilinear"))
+    x, _ = collect(
+        make_loader(split, batch_size=2, train=False, input_size=(9, 9), mean=MEAN, std=STD, resize="bilinear")
+    )
     assert x.shape == (2, 1, 9, 9)
     with pytest.raises(ConfigError, match="cannot pad 8x8 images to a smaller 6x6"):
         make_loader(split, batch_size=2, train=False, input_size=(6, 6), resize="pad")
@@ -94,7 +98,9 @@ def test_flip_really_flips():
 def test_crop_with_padding_shifts():
     p = 2
     split = id_split(n=48)
-    x, y = collect(make_loader(split, batch_size=16, train=True, augment={"crop_padding": p}, mean=MEAN, std=STD, seed=2))
+    x, y = collect(
+        make_loader(split, batch_size=16, train=True, augment={"crop_padding": p}, mean=MEAN, std=STD, seed=2)
+    )
     padded = F.pad(normalise(split.images), (p, p, p, p), value=(0 - MEAN[0]) / STD[0])[y]
     shifts = []
     for i in range(len(y)):
@@ -112,7 +118,9 @@ def test_crop_with_padding_shifts():
 def test_random_erasing_blanks_one_rectangle():
     split = id_split(n=32, h=16, w=16)
     plain_loader = make_loader(split, batch_size=8, train=True, augment={}, mean=MEAN, std=STD, seed=0)
-    erase_loader = make_loader(split, batch_size=8, train=True, augment={"random_erasing": 1.0}, mean=MEAN, std=STD, seed=0)
+    erase_loader = make_loader(
+        split, batch_size=8, train=True, augment={"random_erasing": 1.0}, mean=MEAN, std=STD, seed=0
+    )
     x, y = collect(erase_loader)
     plain = normalise(split.images)[y]
     for i in range(len(y)):
@@ -184,7 +192,7 @@ def test_two_ranks_reproduce_one_process_with_the_global_batch():
     for loader in (single, *ranks):
         loader.set_epoch(3)
     assert len(single) == len(ranks[0]) == len(ranks[1])
-    for (x, y), (x0, y0), (x1, y1) in zip(single, *ranks):
+    for (x, y), (x0, y0), (x1, y1) in zip(single, *ranks, strict=True):
         xr, yr = torch.cat([x0, x1]), torch.cat([y0, y1])
         assert sorted(y.tolist()) == sorted(yr.tolist())
         torch.testing.assert_close(x[y.argsort()], xr[yr.argsort()], rtol=0, atol=0)

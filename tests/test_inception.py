@@ -26,6 +26,16 @@ from cnnzoo.models.bn_inception import BN_INCEPTION_TABLE
 from cnnzoo.models.googlenet import INCEPTION_TABLE
 from cnnzoo.weights import convert, supported_conversions
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on the shared 2-core machine, 2 threads per test worker spin against
+    each other and run these many small convolutions 10-30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 INCEPTION_NAMES = [
     "googlenet",
     "googlenet_bn",
@@ -420,6 +430,14 @@ def test_matches_timm(timm_name, name):
     ours = cnnzoo.create_model(name)
     assert _params(ref) == _params(ours)
     _compare(ref, ours, "timm", timm_name, torch.randn(1, 3, 107, 107))
+
+
+def test_convert_timm_inception_v3_without_aux_head():
+    timm = pytest.importorskip("timm")
+    ref = timm.create_model("inception_v3", pretrained=False)
+    ours = cnnzoo.create_model("inception_v3", aux_logits=False)
+    ours.load_state_dict(convert(ref.state_dict(), source="timm", model="inception_v3"), strict=True)
+    assert torch.equal(ours.Mixed_7c.branch_pool.conv.weight, ref.Mixed_7c.branch_pool.conv.weight)
 
 
 def test_convert_rejects_unknown_pairs():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import torch
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.experiments import get_experiment
@@ -14,6 +15,16 @@ from cnnzoo.experiments.inception import (
     factorization_counts,
     inception_module_counts,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on the shared 2-core machine, 2 threads per test worker spin against
+    each other and run these many small convolutions 10-30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +83,6 @@ def test_factorization_savings():
 
 
 def test_conv_stacks_keep_the_grid():
-    import torch
-
     for f in FACTORIZATIONS:
         for kernels in (f.original, f.replacement):
             assert conv_stack(kernels, 4)(torch.randn(1, 4, 9, 9)).shape == (1, 4, 9, 9)

@@ -382,3 +382,32 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(tmp_path):
     assert "SIGTERM: stopped at epoch 1" in stdout
     state = torch.load(out / "last.state.pt", weights_only=True)
     assert state["epoch"] == 0 and state["batch_in_epoch"] >= 1
+
+
+def test_bf16_autocast_channels_last_and_early_stop_callback(tmp_path):
+    rows = []
+
+    def stop_after_first(row):
+        rows.append(row)
+        return True
+
+    threads = torch.get_num_threads()
+    result = fit(TinyNet(), data=SYN, epochs=3, amp="bf16", channels_last=True, label_smoothing=0.1,
+                 grad_clip=1.0, optimizer="adamw", lr=1e-3, threads=1, out=str(tmp_path / "amp"),
+                 on_epoch_end=stop_after_first, **QUICK)  # fmt: skip
+    assert torch.get_num_threads() == threads  # restored after the run
+    assert result.status == "stopped" and result.epochs_done == 1 and len(rows) == 1
+    assert math.isfinite(rows[0]["train_loss"]) and math.isfinite(rows[0]["val_loss"])
+    with pytest.raises(ConfigError, match="amp"):
+        fit(TinyNet(), data=SYN, amp="fp8", out=str(tmp_path / "bad"), **QUICK)
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except Exception:
+        with pytest.raises(ConfigError, match="tensorboard package"):
+            fit(TinyNet(), data=SYN, tensorboard=True, out=str(tmp_path / "tb"), **QUICK)
+    else:
+        result = fit(TinyNet(), data=SYN, epochs=1, max_steps=1, tensorboard=True, out=str(tmp_path / "tb"), **QUICK)
+        assert any((result.run_dir / "tensorboard").iterdir())

@@ -14,7 +14,7 @@ source        cnnzoo model           the source's model
 ============  =====================  ===============================
 torchvision   googlenet_bn           ``torchvision.models.googlenet``
 torchvision   inception_v3           ``torchvision.models.inception_v3``
-timm          inception_v3           ``timm inception_v3``
+timm          inception_v3           ``timm inception_v3`` (aux_logits=False)
 timm          inception_v4           ``timm inception_v4``
 timm          inception_resnet_v2    ``timm inception_resnet_v2``
 timm          xception               ``timm legacy_xception``
@@ -64,7 +64,10 @@ KEY_MAPPINGS: dict[tuple[str, str], KeyMapping] = {
         "googlenet", notes="same module names; transform_input is a forward option, not a weight"
     ),
     ("torchvision", "inception_v3"): KeyMapping("inception_v3", notes="same module names"),
-    ("timm", "inception_v3"): KeyMapping("inception_v3", notes="timm keeps torchvision's names"),
+    ("timm", "inception_v3"): KeyMapping(
+        "inception_v3",
+        notes="timm keeps torchvision's names but builds no auxiliary head: use aux_logits=False",
+    ),
     ("timm", "inception_v4"): KeyMapping("inception_v4", notes="same module names"),
     ("timm", "inception_resnet_v2"): KeyMapping("inception_resnet_v2", notes="same module names"),
     ("timm", "xception"): KeyMapping("legacy_xception", notes="same module names"),

@@ -87,6 +87,8 @@ class Summary:
     param_bytes: int
     buffer_bytes: int
     depth: int | None = None
+    #: parameters of layers the traced (eval-mode) forward never ran, e.g. auxiliary heads
+    idle_params: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -589,6 +591,13 @@ def _trace(model: nn.Module, name: str, input_size: tuple[int, int, int], depth:
     rows += _leaf_rows(calls[1:], tracer) if depth is None else _block_rows(model, calls[1:], tracer, depth)
     parameters = list(model.parameters())
     input_count = math.prod(input_size)
+    ran = {id(call.module) for call in calls}
+    idle = {id(p): p for m in model.modules() if id(m) not in ran for p in m.parameters(recurse=False)}
+    notes = []
+    if idle:
+        count = sum(p.numel() for p in idle.values())
+        notes.append(f"{count:,} of the params are in layers that did not run in eval mode "
+                     "(e.g. auxiliary classifiers); they are in the totals, not in any row")
     return Summary(
         model_name=name,
         input_size=tuple(input_size),
@@ -602,6 +611,8 @@ def _trace(model: nn.Module, name: str, input_size: tuple[int, int, int], depth:
         param_bytes=sum(p.numel() * p.element_size() for p in parameters),
         buffer_bytes=sum(b.numel() * b.element_size() for b in model.buffers()),
         depth=depth,
+        idle_params=sum(p.numel() for p in idle.values()),
+        notes=notes,
     )
 
 

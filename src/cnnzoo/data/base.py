@@ -165,7 +165,8 @@ class DataBundle:
 
     def __repr__(self) -> str:
         sizes = ", ".join(
-            f"{k}={len(s) if s is not None else None}" for k, s in (("train", self.train), ("val", self.val), ("test", self.test))
+            f"{k}={len(s) if s is not None else None}"
+            for k, s in (("train", self.train), ("val", self.val), ("test", self.test))
         )
         return (
             f"DataBundle({self.name!r}, {self.num_classes} classes, {self.in_chans}x{self.image_size[0]}x"

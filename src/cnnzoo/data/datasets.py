@@ -8,7 +8,17 @@ from cnnzoo.data.base import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DataError,
 
 #: names load_dataset accepts (``imagefolder:PATH``, ``imagenet:PATH`` and ``synthetic[:k=v,...]``
 #: take an argument after the colon)
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "flowers17", "flowers102", "imagefolder", "imagenet", "synthetic")
+DATASETS = (
+    "fashion-mnist",
+    "mnist",
+    "cifar10",
+    "cifar100",
+    "flowers17",
+    "flowers102",
+    "imagefolder",
+    "imagenet",
+    "synthetic",
+)
 
 #: the augmentation each data set trains with by default (make_loader's ``augment``)
 DEFAULT_AUGMENT = {
@@ -60,7 +70,9 @@ def load_dataset(
 def _load(name, data_dir, download, val_fraction, seed, limit_train, limit_val, limit_test) -> DataBundle:
     base, _, arg = str(name).partition(":")
     base = base.strip().lower()
-    common = dict(val_fraction=val_fraction, seed=seed, limit_train=limit_train, limit_val=limit_val, limit_test=limit_test)
+    common = dict(
+        val_fraction=val_fraction, seed=seed, limit_train=limit_train, limit_val=limit_val, limit_test=limit_test
+    )
     if base in ("fashion-mnist", "fashion_mnist", "fashionmnist", "mnist"):
         from cnnzoo.data.idx import load_idx_dataset
 

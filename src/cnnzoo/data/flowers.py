@@ -80,15 +80,26 @@ def load_flowers17(data_dir=None, download: bool = True):
             f"torchvision has no downloader for it"
         )
     samples = [(str(f), (i // FLOWERS17_PER_CLASS)) for i, f in enumerate(_flowers17_files(directory))]
-    splits_file = next((p for p in (directory / "datasplits.mat", directory.parent / "datasplits.mat") if p.is_file()), None)
+    splits_file = next(
+        (p for p in (directory / "datasplits.mat", directory.parent / "datasplits.mat") if p.is_file()), None
+    )
     if splits_file is not None:
         s = _read_mat(splits_file, ["trn1", "val1", "tst1"], "flowers17")
-        train, val, test = (_subset(samples, s[k], FLOWERS17_CLASSES, splits_file, "flowers17") for k in ("trn1", "val1", "tst1"))
+        train, val, test = (
+            _subset(samples, s[k], FLOWERS17_CLASSES, splits_file, "flowers17") for k in ("trn1", "val1", "tst1")
+        )
         return train, val, test, f"{directory} (splits: {splits_file.name})"
     everything = FolderSplit(samples, list(FLOWERS17_CLASSES), 3)
     frac = FLOWERS17_TEST_PER_CLASS / FLOWERS17_PER_CLASS
-    rest, test_idx = split_train_val(len(samples), frac, seed=0, labels=everything.labels)  # fixed: same test set for every run
-    return everything.subset(rest.sort().values), None, everything.subset(test_idx.sort().values), f"{directory} (seeded split)"
+    rest, test_idx = split_train_val(
+        len(samples), frac, seed=0, labels=everything.labels
+    )  # fixed: same test set for every run
+    return (
+        everything.subset(rest.sort().values),
+        None,
+        everything.subset(test_idx.sort().values),
+        f"{directory} (seeded split)",
+    )
 
 
 def flowers102_classes() -> list[str]:
@@ -152,4 +163,3 @@ def load_flowers(name: str, data_dir=None, download: bool = True, val_fraction: 
     if name == "flowers17":
         return load_flowers17(data_dir, download)
     return load_flowers102(data_dir, download)
-

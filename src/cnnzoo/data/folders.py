@@ -78,7 +78,9 @@ def load_image_folders(kind: str, path: str) -> tuple[FolderSplit, FolderSplit |
         raise DataError(f"{kind}: directory {root} not found")
     has_train = (root / "train").is_dir()
     if kind == "imagenet" and not (has_train and (root / "val").is_dir()):
-        raise DataError(f"imagenet: need {root / 'train'}/CLASS/*.JPEG and {root / 'val'}/CLASS/*.JPEG (val sorted into class folders)")
+        raise DataError(
+            f"imagenet: need {root / 'train'}/CLASS/*.JPEG and {root / 'val'}/CLASS/*.JPEG (val sorted into class folders)"
+        )
     if has_train:
         train = scan_folder(root / "train")
         val = scan_folder(root / "val", train.classes) if (root / "val").is_dir() else None
@@ -90,7 +92,9 @@ def load_image_folders(kind: str, path: str) -> tuple[FolderSplit, FolderSplit |
     if not train.classes:
         raise DataError(f"{kind}: no class folders in {root / 'train' if has_train else root}")
     if len(train) == 0:
-        raise DataError(f"{kind}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root / 'train' if has_train else root}")
+        raise DataError(
+            f"{kind}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root / 'train' if has_train else root}"
+        )
     return train, val, test, str(root)
 
 
@@ -161,7 +165,11 @@ def preprocess_image(image, in_chans: int = 3, input_size=(224, 224), mean=None,
     """
     from PIL import Image
 
-    img = open_image(image, in_chans) if not isinstance(image, Image.Image) else image.convert("L" if in_chans == 1 else "RGB")
+    img = (
+        open_image(image, in_chans)
+        if not isinstance(image, Image.Image)
+        else image.convert("L" if in_chans == 1 else "RGB")
+    )
     out_hw = _pair(input_size)
     mean = tuple(mean) if mean is not None else (IMAGENET_MEAN if in_chans == 3 else (0.5,))
     std = tuple(std) if std is not None else (IMAGENET_STD if in_chans == 3 else (0.5,))

@@ -137,7 +137,9 @@ def load_idx_dataset(name: str, data_dir=None, download: bool = True) -> tuple[T
                 f"holds {labels.shape} (need N x H x W images and N labels)"
             )
         if len(labels) and int(labels.max()) >= len(classes):
-            raise DataError(f"{name}: {files[f'{part}_labels']} has label {int(labels.max())} >= {len(classes)} classes")
+            raise DataError(
+                f"{name}: {files[f'{part}_labels']} has label {int(labels.max())} >= {len(classes)} classes"
+            )
         images_t = torch.from_numpy(images.astype(np.uint8, copy=True)).unsqueeze(1)
         splits.append(TensorSplit(images_t, torch.from_numpy(labels.astype(np.int64)), list(classes)))
     return splits[0], splits[1], str(files["train_images"].parent)

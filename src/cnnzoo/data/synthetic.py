@@ -31,7 +31,13 @@ def parse_options(arg: str) -> dict:
             options[key] = type(DEFAULTS[key])(value)
         except ValueError:
             raise DataError(f"bad synthetic option {item!r}: {key} must be a {type(DEFAULTS[key]).__name__}") from None
-    if options["classes"] < 2 or options["channels"] < 1 or options["size"] < 4 or options["train"] < 1 or options["test"] < 0:
+    if (
+        options["classes"] < 2
+        or options["channels"] < 1
+        or options["size"] < 4
+        or options["train"] < 1
+        or options["test"] < 0
+    ):
         raise DataError(f"synthetic options out of range: {options}")
     return options
 

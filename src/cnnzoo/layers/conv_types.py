@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torchvision.ops import DeformConv2d
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.layers.conv import ConvNormAct
@@ -99,6 +98,9 @@ class DeformableConv2d(nn.Module):
         )
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
+        # imported here: torchvision's import costs seconds, and every command imports the zoo
+        from torchvision.ops import DeformConv2d
+
         self.conv = DeformConv2d(
             in_channels,
             out_channels,

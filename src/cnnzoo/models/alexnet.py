@@ -53,6 +53,8 @@ def _classifier(in_features: int, hidden: int, num_classes: int, drop_rate: floa
 class AlexNetBase(ClassifierNet):
     """Feature extractor ``features``, pooling ``avgpool``, FC head ``classifier``."""
 
+    classifier_path = "classifier.6"
+
     def __init__(self, features: nn.Sequential, pool: nn.Module, feature_shape: tuple[int, int, int],
                  num_classes: int, in_chans: int, drop_rate: float) -> None:
         super().__init__(num_classes, in_chans)
@@ -69,13 +71,6 @@ class AlexNetBase(ClassifierNet):
         x = torch.flatten(self.avgpool(x), 1)
         x = self.classifier[:-1](x)
         return x if pre_logits else self.classifier[-1](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[-1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier[-1] = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 class AlexNet(AlexNetBase):

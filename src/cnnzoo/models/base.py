@@ -24,9 +24,14 @@ class ClassifierNet(nn.Module):
     """Base class for the zoo's classifiers.
 
     Subclasses call ``super().__init__(num_classes, in_chans)``, set ``num_features``,
-    and implement ``forward_features``, ``forward_head``, ``get_classifier`` and
-    ``reset_classifier``.  The helper :func:`linear_or_identity` builds the final layer.
+    implement ``forward_features`` and ``forward_head``, and name where their final layer
+    lives in ``classifier_path`` (``"fc"``, ``"classifier.6"``); ``get_classifier`` and
+    ``reset_classifier`` then work as they are.  Nets whose classifier is not one linear
+    layer (auxiliary heads, class-map convolutions) override those two.
     """
+
+    #: dotted path of the final classifier layer, e.g. "fc" or "classifier.6"
+    classifier_path: str = ""
 
     def __init__(self, num_classes: int, in_chans: int) -> None:
         super().__init__()
@@ -42,11 +47,15 @@ class ClassifierNet(nn.Module):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def get_classifier(self) -> nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.classifier_path)
 
-    def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def reset_classifier(self, num_classes: int) -> None:
+        """A freshly initialised final layer with ``num_classes`` outputs (0: ``nn.Identity``)."""
+        parent, _, leaf = self.classifier_path.rpartition(".")
+        # setattr also replaces an indexed entry of an nn.Sequential ("classifier.6")
+        setattr(self.get_submodule(parent), leaf, linear_or_identity(self.num_features, num_classes))
+        self.num_classes = num_classes
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))

@@ -69,6 +69,8 @@ BN_INCEPTION_TABLE = (
 class BNInception(ClassifierNet):
     """BN-Inception: stem, ten Inception modules (Figure 5), global average pool, linear."""
 
+    classifier_path = "fc"
+
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> None:
         super().__init__(num_classes, in_chans)
         # stem rows of Figure 5: 7x7/2 conv 64, 3x3/2 max-pool, 1x1 64 + 3x3 192, 3x3/2 max-pool
@@ -105,13 +107,6 @@ class BNInception(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 @register_model(family="inception", paper=BN_INCEPTION_PAPER, input_size=(3, 224, 224), min_size=7)

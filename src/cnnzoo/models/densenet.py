@@ -43,6 +43,8 @@ class DenseNet(ClassifierNet):
     layer (``bn_size * k`` wide); ``drop_rate``: dropout after each conv of a dense layer.
     """
 
+    classifier_path = "classifier"
+
     def __init__(
         self,
         block_layers: tuple[int, ...],
@@ -108,13 +110,6 @@ class DenseNet(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
         return x if pre_logits else self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def densenet_imagenet(block_layers: tuple[int, ...], growth_rate: int = 32, stem_channels: int | None = None,

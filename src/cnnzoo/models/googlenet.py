@@ -16,6 +16,8 @@ Two registered variants:
     "5x5" branch holds a 3x3 convolution (a known slip of the TF/torchvision port, kept for
     the weights); the max-pool before stage 5 is 2x2/2 instead of 3x3/2 (same 7x7 output);
     the main dropout is 20% instead of 40%; the auxiliary heads pool adaptively to 4x4.
+    torchvision's ``transform_input`` (a re-normalisation of the input, off unless its
+    ImageNet weights are requested) is not part of the model: feed normalised inputs.
 
 Both return ``(logits, aux1, aux2)`` in training mode when ``aux_logits=True`` (the
 default) and the logits alone in eval mode (torchvision's training output is ordered

@@ -52,6 +52,8 @@ RESIDUAL_SCALES = (0.17, 0.10, 0.20)
 class _InceptionResNet(ClassifierNet):
     """Shared head and contract; subclasses build ``forward_features``' layers."""
 
+    classifier_path = "classif"
+
     def _finish(self, num_features: int, num_classes: int, drop_rate: float) -> None:
         self.num_features = num_features
         self.global_pool = nn.AdaptiveAvgPool2d(1)
@@ -69,13 +71,6 @@ class _InceptionResNet(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.head_drop(torch.flatten(self.global_pool(x), 1))
         return x if pre_logits else self.classif(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classif
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classif = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def _blocks(count: int, channels: int, branches, scale: float) -> nn.Sequential:

@@ -46,6 +46,8 @@ REDUCTION_A_V4 = (192, 224, 256, 384)
 class InceptionV4(ClassifierNet):
     """Inception-v4: the modules of Figures 3-8 arranged as in Figure 9."""
 
+    classifier_path = "last_linear"
+
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> None:
         super().__init__(num_classes, in_chans)
         self.num_features = 1536
@@ -81,13 +83,6 @@ class InceptionV4(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.head_drop(torch.flatten(self.global_pool(x), 1))
         return x if pre_logits else self.last_linear(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.last_linear
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.last_linear = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 @register_model(family="inception", paper=INCEPTION_V4_PAPER, input_size=(3, 299, 299), min_size=75)

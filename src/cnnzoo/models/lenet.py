@@ -81,6 +81,8 @@ class SparseConv(nn.Module):
 class LeNet5(ClassifierNet):
     """LeNet-5: ``forward_features`` gives C5's 120x1x1 map, the head F6 and the output."""
 
+    classifier_path = "classifier"
+
     def __init__(self, num_classes: int = 10, in_chans: int = 1, sparse_c3: bool = True) -> None:
         super().__init__(num_classes, in_chans)
         self.num_features = 84
@@ -106,13 +108,6 @@ class LeNet5(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.f6_act(self.f6(torch.flatten(x, 1)))
         return x if pre_logits else self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 @register_model(family="lenet", paper=LENET_PAPER, input_size=(1, 32, 32), num_classes=10, fixed_size=True)

@@ -61,6 +61,8 @@ class MobileNetV1(ClassifierNet):
     ``classifier``.  ``num_features`` is ``1024 alpha``.
     """
 
+    classifier_path = "classifier"
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -110,13 +112,6 @@ class MobileNetV1(ClassifierNet):
         if pre_logits:
             return x
         return self.classifier(self.dropout(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 _MOBILENET = dict(family="mobilenet", paper=MOBILENET_PAPER, input_size=(3, 224, 224), min_size=1)

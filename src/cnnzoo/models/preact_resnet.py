@@ -47,6 +47,8 @@ class PreActResNet(ResidualNet):
     ResNets); ``shortcut``, ``drop_path_rate`` and ``plain`` as in :class:`~cnnzoo.models.resnet.ResNet`.
     """
 
+    classifier_path = "fc"
+
     def __init__(
         self,
         block: str,
@@ -112,13 +114,6 @@ class PreActResNet(ResidualNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
         return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def _imagenet_preact(depth: int, **kwargs) -> PreActResNet:

@@ -266,6 +266,8 @@ class ResNet(ResidualNet):
     ``zero_init_residual``.
     """
 
+    classifier_path = "fc"
+
     def __init__(
         self,
         config: ResNetConfig,
@@ -319,13 +321,6 @@ class ResNet(ResidualNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)
         return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def _imagenet_resnet(depth: int, **kwargs) -> ResNet:

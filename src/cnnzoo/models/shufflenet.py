@@ -60,6 +60,8 @@ class ShuffleNetV1(ClassifierNet):
     pools it globally and applies the ``classifier``.  ``num_features`` is Stage 4's width.
     """
 
+    classifier_path = "classifier"
+
     def __init__(
         self,
         groups: int = 3,
@@ -122,13 +124,6 @@ class ShuffleNetV1(ClassifierNet):
         if pre_logits:
             return x
         return self.classifier(self.dropout(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 _SHUFFLENET = dict(family="shufflenet", paper=SHUFFLENET_PAPER, input_size=(3, 224, 224), min_size=1)

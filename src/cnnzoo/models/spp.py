@@ -45,6 +45,8 @@ class SPPNet(ClassifierNet):
     convolution weights load into it.
     """
 
+    classifier_path = "classifier.6"
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -75,13 +77,6 @@ class SPPNet(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.classifier[:-1](self.spp(x))
         return x if pre_logits else self.classifier[-1](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[-1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier[-1] = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 @register_model(family="sppnet", paper=SPP_PAPER, input_size=(3, 224, 224), min_size=31)

@@ -75,6 +75,8 @@ class VGG(ClassifierNet):
     the width of FC7, which ``forward_head(pre_logits=True)`` returns.
     """
 
+    classifier_path = "classifier.6"
+
     def __init__(
         self,
         config: VGGConfig,
@@ -120,13 +122,6 @@ class VGG(ClassifierNet):
         x = torch.flatten(self.avgpool(x), 1)
         x = self.classifier[:-1](x)
         return x if pre_logits else self.classifier[-1](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[-1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier[-1] = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def _vgg(config: str, batch_norm: bool = False, **kwargs) -> VGG:

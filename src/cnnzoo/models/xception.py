@@ -80,6 +80,8 @@ class XceptionBlock(nn.Module):
 class Xception(ClassifierNet):
     """Xception: entry, middle and exit flows of depthwise separable convolutions."""
 
+    classifier_path = "fc"
+
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> None:
         super().__init__(num_classes, in_chans)
         self.num_features = EXIT_CONVS[-1]
@@ -128,13 +130,6 @@ class Xception(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.head_drop(torch.flatten(self.global_pool(x), 1))
         return x if pre_logits else self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 @register_model(family="xception", paper=XCEPTION_PAPER, input_size=(3, 299, 299), min_size=7)

@@ -52,6 +52,8 @@ def make_zfnet_features(in_chans: int, conv345_widths: tuple[int, int, int]) -> 
 class ZFNet(ClassifierNet):
     """ZFNet: ``features`` (conv1-5 and pools), ``classifier`` (FC6, FC7, FC8 with dropout)."""
 
+    classifier_path = "classifier.6"
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -78,13 +80,6 @@ class ZFNet(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.classifier[:-1](torch.flatten(x, 1))
         return x if pre_logits else self.classifier[-1](x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[-1]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier[-1] = linear_or_identity(self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 @register_model(family="zfnet", paper=ZFNET_PAPER, input_size=(3, 224, 224), fixed_size=True)

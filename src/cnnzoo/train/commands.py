@@ -73,6 +73,7 @@ def _add_train(subparsers) -> None:
     _flag(p, "--compile", help="torch.compile the model")
     _flag(p, "--tensorboard", help="also log to RUN_DIR/tensorboard")
     p.add_argument("--device", help="cpu, cuda or auto (default)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (1 is often fastest on a busy machine)")
     _flag(p, "--sync-bn", help="SyncBatchNorm across processes (distributed, CUDA)")
     _flag(p, "--skip-bad-images", help="skip unreadable images instead of stopping")
     _flag(p, "--tta", dest="tta_flip", help="evaluate with horizontal-flip test-time augmentation")
@@ -87,7 +88,7 @@ _TRAIN_KEYS = (
     "data", "data_dir", "epochs", "max_steps", "batch_size", "lr", "optimizer", "momentum", "nesterov",
     "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "grad_clip", "val_fraction", "limit_train",
     "limit_val", "seed", "deterministic", "out", "resume", "stop_after_epochs", "amp", "channels_last", "compile",
-    "tensorboard", "device", "sync_bn", "skip_bad_images", "tta_flip", "progress",
+    "tensorboard", "device", "threads", "sync_bn", "skip_bad_images", "tta_flip", "progress",
 )  # fmt: skip
 
 

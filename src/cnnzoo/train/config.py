@@ -114,6 +114,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
+    #: CPU threads for torch (None: torch's default); 1 is often fastest on a busy machine
+    threads: int | None = None
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
@@ -129,7 +131,7 @@ class TrainConfig:
 
 #: keys that may change between an interrupted run and its ``--resume``
 RESUME_FREE_KEYS = frozenset(
-    {"out", "resume", "stop_after_epochs", "tensorboard", "progress", "device", "data_dir", "download"}
+    {"out", "resume", "stop_after_epochs", "tensorboard", "progress", "device", "data_dir", "download", "threads"}
 )
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
@@ -279,7 +281,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"random_erasing is a probability, got {config.random_erasing}")
     if config.grad_clip is not None and config.grad_clip <= 0:
         raise ConfigError(f"grad_clip must be > 0, got {config.grad_clip}")
-    for name in ("limit_train", "limit_val", "stop_after_epochs"):
+    for name in ("limit_train", "limit_val", "stop_after_epochs", "threads"):
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")

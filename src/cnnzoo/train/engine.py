@@ -298,13 +298,15 @@ def fit(
     recipe: str | os.PathLike | None = None,
     verbose: bool = True,
     log: Callable[[str], None] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
     **overrides,
 ) -> FitResult:
     """Train ``model`` (a registered name, or a ready ``nn.Module``) on ``data``.
 
     ``recipe`` names a shipped recipe (``"fast"``, ``"resnet_cifar"``, ...) or a YAML file;
     every other keyword is a configuration key (see :class:`~cnnzoo.train.config.TrainConfig`)
-    and wins over the recipe.  Returns a :class:`FitResult`; user mistakes raise
+    and wins over the recipe.  ``on_epoch_end(row)`` is called on rank 0 with each epoch's
+    metrics row; returning True stops the run there (resumably, status "stopped").  Returns a :class:`FitResult`; user mistakes raise
     :class:`~cnnzoo.errors.CnnzooError`, a diverging loss :class:`TrainingDiverged`.
 
     >>> result = fit("lenet5", data="fashion-mnist", epochs=1)     # doctest: +SKIP
@@ -319,6 +321,7 @@ def fit(
     config, explicit = resolve(recipe, explicit_overrides)
     printer = log or (lambda text: print(text, flush=True))
     engine = _Engine(config, explicit, module, verbose, printer)
+    engine.on_epoch_end = on_epoch_end
     return engine.run()
 
 
@@ -330,6 +333,7 @@ class _Engine:
         self.given_module = module
         self.verbose = verbose
         self._print = printer
+        self.on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None
 
     def say(self, text: str) -> None:
         if self.verbose and self.dist.is_main:
@@ -338,6 +342,12 @@ class _Engine:
     # -- setup ----------------------------------------------------------------------------
     def run(self) -> FitResult:
         config = self.config
+        if self.given_module is None:  # an unknown name or a wrong --input-size fails before any work
+            from cnnzoo.registry import model_info
+
+            info = model_info(config.model)
+            if config.input_size:
+                info.check_input_size(*config.input_size)
         self.device = resolve_device(config.device)
         if config.tensorboard:
             try:
@@ -349,11 +359,15 @@ class _Engine:
         self.dist = dist_utils.setup(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        threads_before = torch.get_num_threads()
+        if config.threads:
+            torch.set_num_threads(config.threads)
         try:
             with deterministic_mode(config.deterministic), StopSignal() as stop:
                 self.stop = stop
                 return self._run()
         finally:
+            torch.set_num_threads(threads_before)
             dist_utils.cleanup(self.dist)
 
     def _prepare_run_dir(self) -> None:
@@ -410,7 +424,7 @@ class _Engine:
             raise ConfigError(f"--resume with a changed configuration: {details}; start a new run instead")
         merged = to_dict(saved)
         # how this call runs (not what it trains) comes from this call, not the saved run
-        merged.update(stop_after_epochs=None, progress=TrainConfig.progress)
+        merged.update(stop_after_epochs=None, progress=TrainConfig.progress, threads=None)
         for key, value in self.explicit.items():
             merged[key] = value
         merged.update(out=str(self.run_dir), resume=True)
@@ -580,6 +594,12 @@ class _Engine:
                     break
                 self._end_epoch(epoch)
                 epochs_this_call += 1
+                wants_stop = bool(self.on_epoch_end(self.history[-1])) if (
+                    self.on_epoch_end is not None and self.dist.is_main) else False
+                if dist_utils.broadcast_object(self.dist, wants_stop) and epoch + 1 < config.epochs:
+                    status = "stopped"
+                    self.say(f"stopped after epoch {epoch + 1} by on_epoch_end; continue with --resume")
+                    break
                 if config.stop_after_epochs and epochs_this_call >= config.stop_after_epochs \
                         and epoch + 1 < config.epochs and not (config.max_steps and self.step >= config.max_steps):
                     status = "stopped"

@@ -1,5 +1,198 @@
-"""The ``finetune`` subcommand (being written)."""
+"""``cnnzoo finetune --from SOURCE --mode MODE --data ... [training flags]`` and :func:`finetune`.
+
+The steps: read ``SOURCE`` (:mod:`cnnzoo.transfer.sources`), build the architecture it names
+(or ``--model``) and load its weights strictly; adapt the first convolution when the data has
+another number of channels; re-initialise the head when the data has other classes; freeze
+what ``--mode`` says (:func:`cnnzoo.transfer.prepare`); then train with the engine of
+``cnnzoo train``, whose flags all work here.  The run directory gets a ``transfer.json``
+(the source, the mode, what trains, the registered model name, so that the run can be the
+``SOURCE`` of another fine-tuning) and ``summary.txt``, the per-layer table with its trainable
+column; the log shows the trainable parameter count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from cnnzoo.errors import ConfigError
+
+
+def finetune(
+    source: str,
+    data: str | None = None,
+    mode: str = "all",
+    *,
+    model: str | None = None,
+    last_k: int = 1,
+    bn_adapt: bool = False,
+    reset_head: bool | None = None,
+    classes: str | list | None = None,
+    per_class: int | None = None,
+    val_per_class: int | None = None,
+    recipe: str | None = None,
+    bundle=None,
+    verbose: bool = True,
+    log: Callable[[str], None] | None = None,
+    **overrides,
+):
+    """Fine-tune the weights of ``source`` on ``data`` the brief's way ``mode``; returns a ``FitResult``.
+
+    Every other keyword is a training configuration key (``epochs``, ``lr``, ``out``, ...) as
+    for :func:`cnnzoo.train.fit`.  ``classes`` (e.g. ``"5-9"``) keeps only those classes of
+    the data set, ``per_class`` labelled training images of each (and ``val_per_class``
+    validation images of each from the remaining ones).  ``bundle`` hands over data already
+    loaded (a :class:`~cnnzoo.data.DataBundle`; ``data`` is then only its name in the run's
+    records).
+    """
+    from cnnzoo.data import load_dataset
+    from cnnzoo.registry import model_info
+    from cnnzoo.train.config import resolve
+    from cnnzoo.train.engine import OutputDirError, choose_input_size, fit
+    from cnnzoo.transfer.adapt import adapt_in_chans, head_needs_reset
+    from cnnzoo.transfer.data import class_subset, parse_classes, provided_data
+    from cnnzoo.transfer.prepare import NewFC, check_mode, prepare
+    from cnnzoo.transfer.sources import load_source
+
+    printer = log or (lambda text: print(text, flush=True))
+    say = printer if verbose else (lambda text: None)
+    check_mode(mode)
+    if (per_class is not None or val_per_class is not None) and classes is None:
+        raise ConfigError("--per-class and --val-per-class need --classes")
+    if data is not None:
+        overrides["data"] = data
+    config, _ = resolve(recipe, {**{k: v for k, v in overrides.items() if v is not None}, "model": "finetune"})
+
+    src = load_source(source)
+    net = src.build(model)
+    name = getattr(net, "model_name", None) or getattr(getattr(net, "base", None), "model_name", model)
+
+    if bundle is None:
+        bundle = load_dataset(
+            config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
+            seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
+            skip_bad_images=config.skip_bad_images,
+        )  # fmt: skip
+    data_name = config.data
+    if classes is not None:
+        bundle = class_subset(bundle, parse_classes(classes, bundle.classes), per_class, val_per_class, config.seed)
+        data_name = bundle.name
+
+    if bundle.in_chans != net.in_chans:
+        say(f"adapting the first convolution from {net.in_chans} to {bundle.in_chans} input channels")
+        adapt_in_chans(net.base if isinstance(net, NewFC) else net, bundle.in_chans)
+        net.in_chans = bundle.in_chans
+    if reset_head is None:
+        reset_head = head_needs_reset(len(bundle.classes), net.num_classes, bundle.classes, src.classes)
+    net = prepare(net, mode, num_classes=len(bundle.classes), last_k=last_k, bn_adapt=bn_adapt,
+                  reset_head=reset_head)  # fmt: skip
+    plan = net.transfer_plan
+
+    data_size = tuple(bundle.image_size) if bundle.image_size else None
+    input_size = choose_input_size(model_info(name), data_size, config.input_size)
+
+    run_dir = Path(config.out) if config.out else _default_run_dir(name, mode, config.data)
+    if not config.resume and ((run_dir / "last.state.pt").exists() or (run_dir / "last.safetensors").exists()):
+        raise OutputDirError(
+            f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out"
+        )
+    say(f"weights from {source} ({src.kind}): {name}")
+    say(plan.describe())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "model": name,
+        "model_kwargs": dict(src.model_kwargs) if name == src.model_name else {},
+        "classes": list(bundle.classes),
+        "num_classes": len(bundle.classes),
+        "in_chans": int(bundle.in_chans),
+        "input_size": list(input_size),
+        "transfer": {"source": str(source), "source_kind": src.kind, "data": data_name, **plan.to_dict(),
+                     "base_num_classes": int(getattr(getattr(net, "base", None), "num_classes", 0) or 0)},
+    }  # fmt: skip
+    from cnnzoo.train.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(run_dir / "transfer.json", json.dumps(record, indent=2).encode())
+    _write_summary(net, (bundle.in_chans, *input_size), run_dir / "summary.txt", say)
+
+    train_overrides = {k: v for k, v in overrides.items() if k != "data"}
+    train_overrides.update(out=str(run_dir), input_size=list(input_size))
+    with provided_data(data_name, bundle):
+        result = fit(net, data_name, recipe=recipe, verbose=verbose, log=log, **train_overrides)
+    return result
+
+
+def _default_run_dir(name: str, mode: str, data: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}-{mode}-{data.split(':', 1)[0]}-{stamp}"
+
+
+def _write_summary(model, input_size, path: Path, say) -> None:
+    """The per-layer table (top-level blocks, with the trainable column) into ``path``."""
+    from cnnzoo.analysis import summary
+
+    try:
+        table = summary(model, input_size, depth=2 if hasattr(model, "base") else 1).format("table")
+    except Exception as exc:  # the summary is a report: never stop a training for it
+        say(f"(no per-layer summary: {type(exc).__name__}: {exc})")
+        return
+    path.write_text(table + "\n")
+    say(f"per-layer summary with the trainable column: {path}")
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------
+
+
+def _training_actions() -> list[argparse.Action]:
+    """The flags of ``cnnzoo train`` (built by its own public add_parsers), minus the model name."""
+    from cnnzoo.train import commands as train_commands
+
+    scratch = argparse.ArgumentParser(add_help=False)
+    sub = scratch.add_subparsers()
+    train_commands.add_parsers(sub)
+    train = sub.choices["train"]
+    return [a for a in train._actions if a.dest not in ("help", "model")]
 
 
 def add_parsers(subparsers) -> None:
-    return None
+    p = subparsers.add_parser(
+        "finetune",
+        help="transfer learning: start from pretrained weights, train all, the last layers or a new FC layer",
+        description="Fine-tune pretrained weights the brief's three ways (001): --mode all trains every "
+        "parameter, --mode last the last --last-k layers and the head, --mode new-fc one new fully "
+        "connected layer on top of the whole network. SOURCE is a cnnzoo run directory, "
+        "torchvision:<Weights>.<NAME> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), timm:<model>, "
+        "or a .safetensors/.pth state dict (give --model). Every `cnnzoo train` flag works.",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="SOURCE", help="where the weights come from")
+    p.add_argument("--mode", default="all", help="all, last or new-fc (default all)")
+    p.add_argument("--last-k", type=int, default=1, help="--mode last: how many layers below the head train "
+                   "(a ResNet stage, a VGG conv stage or FC layer, an Inception module, ...; default 1)")  # fmt: skip
+    p.add_argument("--model", help="the architecture (required for a plain weight file; default: the source's)")
+    p.add_argument("--bn-adapt", action="store_true",
+                   help="let the frozen layers' batch norm adapt its statistics (default: eval mode)")  # fmt: skip
+    p.add_argument("--reset-head", action=argparse.BooleanOptionalAction, default=None,
+                   help="re-initialise the head (default: when the classes differ from the source's)")  # fmt: skip
+    p.add_argument("--classes", help="keep only these classes of the data set, e.g. 5-9 or Sandal,Bag")
+    p.add_argument("--per-class", type=int, help="with --classes: this many labelled training images per class")
+    p.add_argument("--val-per-class", type=int, help="with --per-class: validation images per class, "
+                   "from the remaining training images")  # fmt: skip
+    for action in _training_actions():
+        p._add_action(action)  # what argparse's parents= does, without train's positional model
+    p.set_defaults(func=cmd_finetune)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from cnnzoo.train.commands import train_overrides
+
+    overrides: dict[str, Any] = train_overrides(args)
+    result = finetune(
+        args.source, mode=args.mode, model=args.model, last_k=args.last_k, bn_adapt=args.bn_adapt,
+        reset_head=args.reset_head, classes=args.classes, per_class=args.per_class,
+        val_per_class=args.val_per_class, recipe=args.recipe, **overrides,
+    )  # fmt: skip
+    return result.exit_code

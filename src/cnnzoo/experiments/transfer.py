@@ -1,0 +1,358 @@
+"""``cnnzoo experiment transfer``: 001's claims about transfer learning, measured offline.
+
+001 says transfer learning gives a good result fast and good results on small data sets, and
+names three ways to do it.  The experiment (no download: one data set split in two):
+
+1. **pretrain** a network (LeNet-5 by default) on Fashion-MNIST classes 0-4 (T-shirt/top,
+   Trouser, Pullover, Dress, Coat), all their training images;
+2. on classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot), with only ``N`` labelled
+   training images per class (10, 50, 500 by default), train four ways for the same
+   epochs: **scratch** (random initialisation), **all** (pretrained weights, every
+   parameter trains), **last** (only the last layer below the head and a new head train:
+   LeNet-5's F6 and output layer) and **new-fc** (the whole pretrained network, its
+   5-class output layer included, stays frozen; one new fully connected layer on top
+   trains); and, to tell the two frozen variants apart, **head** (mode last with
+   ``last_k=0``: everything frozen but a new output layer that replaces the old one and
+   reads the 84 features of F6, where new-fc reads the old head's 5 outputs);
+3. report the test top-1 (the whole test set of classes 5-9, with the weights of the best
+   validation epoch), the first epoch whose validation top-1 reaches a target, and plot them.
+
+The validation images (``--val-per-class``, 100 by default) are other training images of
+classes 5-9; the same data, normalisation (the whole training set's) and schedule serve
+every method.  Everything is in ``OUT`` (default ``runs/experiment-transfer``): one run
+directory per training, ``results.csv``, ``results.md`` and ``transfer.png``.  A run that
+finished is not run again, so an interrupted experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from cnnzoo.errors import ConfigError
+from cnnzoo.experiments import register_experiment
+
+METHODS = ("scratch", "all", "last", "head", "new-fc")
+METHOD_LABELS = {
+    "scratch": "from scratch",
+    "all": "pretrained, train all (1)",
+    "last": "pretrained, train last_k layers + new head (2)",
+    "head": "pretrained, train a new head only (2, last_k=0)",
+    "new-fc": "pretrained, frozen + new FC on top (3)",
+}
+
+
+@dataclass
+class RunRecord:
+    """One training of the experiment."""
+
+    method: str
+    per_class: int
+    seed: int
+    test_top1: float
+    best_val_top1: float
+    epochs_to_target: int | None
+    val_top1: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    trainable_params: int = 0
+    total_params: int = 0
+
+
+def epochs_to_target(val_top1: Sequence[float], target: float) -> int | None:
+    """The first epoch (1-based) whose validation top-1 reaches ``target``; None if none does."""
+    for epoch, value in enumerate(val_top1, start=1):
+        if value is not None and not math.isnan(value) and value >= target:
+            return epoch
+    return None
+
+
+def _span(text: str) -> str:
+    return text.replace(",", "_").replace(" ", "")
+
+
+# ------------------------------------------------------------------------------------------
+# the experiment
+# ------------------------------------------------------------------------------------------
+
+
+def run_transfer_experiment(
+    *,
+    data: str = "fashion-mnist",
+    data_dir: str | None = None,
+    model: str = "lenet5",
+    source_classes: str = "0-4",
+    target_classes: str = "5-9",
+    sizes: Sequence[int] = (10, 50, 500),
+    val_per_class: int = 100,
+    pretrain_epochs: int = 5,
+    pretrain_lr: float = 0.05,
+    epochs: int = 20,
+    batch_size: int = 16,
+    lr: float = 0.02,
+    last_k: int = 1,
+    target: float = 0.85,
+    seeds: Sequence[int] = (0,),
+    methods: Sequence[str] = METHODS,
+    out: str | Path = "runs/experiment-transfer",
+    device: str = "auto",
+    threads: int | None = 1,
+    log: Callable[[str], None] = print,
+) -> list[RunRecord]:
+    """Run the experiment (module docstring); returns one :class:`RunRecord` per training."""
+    import torch
+
+    from cnnzoo.data import load_dataset
+    from cnnzoo.train import fit
+    from cnnzoo.transfer.commands import finetune
+    from cnnzoo.transfer.data import class_subset, parse_classes, provided_data
+
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ConfigError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"sizes must be positive numbers of images per class, got {list(sizes)}")
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    full = load_dataset(data, data_dir=data_dir, val_fraction=0.1, seed=0)
+    source = parse_classes(source_classes, full.classes)
+    target_ids = parse_classes(target_classes, full.classes)
+    if set(source) & set(target_ids):
+        raise ConfigError("the pretraining and the target classes overlap: the experiment needs unseen classes")
+    common = dict(device=device, progress=False, threads=threads, momentum=0.9, weight_decay=5e-4,
+                  schedule="cosine", optimizer="sgd")  # fmt: skip
+    records: list[RunRecord] = []
+    for seed in seeds:
+        # 1. pretraining on the source classes
+        pre_dir = out / f"pretrain-{model}-seed{seed}"
+        pre_bundle = class_subset(full, source, seed=seed)
+        if not (pre_dir / "results.json").exists():
+            log(f"pretraining {model} on {pre_bundle.name}: {len(pre_bundle.train)} images, {pretrain_epochs} epochs")
+            with provided_data(pre_bundle.name, pre_bundle):
+                fit(model, data=pre_bundle.name, epochs=pretrain_epochs, batch_size=128, lr=pretrain_lr, seed=seed,
+                    out=str(pre_dir), verbose=False, **common)  # fmt: skip
+        pre_result = json.loads((pre_dir / "results.json").read_text())
+        log(f"pretrained {model} (seed {seed}): test top-1 {100 * pre_result['top1']:.2f}% on classes {source_classes}")
+
+        # 2. few labelled images of the target classes, four ways
+        for per_class in sizes:
+            bundle = class_subset(full, target_ids, per_class=per_class, val_per_class=val_per_class, seed=seed)
+            for method in methods:
+                run_dir = out / f"{method}-{per_class}pc-seed{seed}"
+                record_file = run_dir / "experiment.json"
+                if record_file.exists():
+                    record = RunRecord(**json.loads(record_file.read_text()))
+                else:
+                    record = _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size,
+                                        lr, last_k, target, common, fit, finetune, provided_data)  # fmt: skip
+                    record_file.write_text(json.dumps(asdict(record), indent=2))
+                records.append(record)
+                reached = record.epochs_to_target or "-"
+                log(f"{per_class:>4} per class  {method:<8} test top-1 {100 * record.test_top1:6.2f}%  "
+                    f"epochs to {100 * target:.0f}% val: {reached}  ({record.seconds:.0f} s)")
+    write_results(records, out, sizes, target, methods)
+    return records
+
+
+def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size, lr, last_k, target,
+               common, fit, finetune, provided_data) -> RunRecord:  # fmt: skip
+    import shutil
+
+    if run_dir.exists():  # an unfinished run of an interrupted experiment: start it again
+        shutil.rmtree(run_dir)
+    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=str(run_dir), **common)
+    start = time.perf_counter()
+    if method == "scratch":
+        with provided_data(bundle.name, bundle):
+            result = fit(model, data=bundle.name, verbose=False, **settings)
+        net_params = None
+    else:
+        mode, k = ("last", 0) if method == "head" else (method, last_k)
+        result = finetune(str(pre_dir), bundle.name, mode, last_k=k, reset_head=True, bundle=bundle,
+                          verbose=False, **settings)  # fmt: skip
+        net_params = json.loads((run_dir / "transfer.json").read_text())["transfer"]
+    seconds = time.perf_counter() - start
+    val = [row.get("val_top1") for row in result.history]
+    if net_params is None:
+        from cnnzoo.train.checkpoint import load_weights
+
+        tensors, _ = load_weights(run_dir / "best.safetensors")
+        total = sum(t.numel() for k, t in tensors.items() if not k.endswith(("running_mean", "running_var",
+                                                                             "num_batches_tracked")))  # fmt: skip
+        trainable = total
+    else:
+        total, trainable = net_params["total_params"], net_params["trainable_params"]
+    return RunRecord(
+        method=method, per_class=per_class, seed=seed, test_top1=float(result.test_top1 or 0.0),
+        best_val_top1=float(result.best_val_top1 or 0.0), epochs_to_target=epochs_to_target(val, target),
+        val_top1=[float(v) for v in val], seconds=seconds, trainable_params=int(trainable), total_params=int(total),
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------
+# reporting
+# ------------------------------------------------------------------------------------------
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}%"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}%"
+
+
+def _epochs_cell(values: list[int | None]) -> str:
+    reached = [v for v in values if v is not None]
+    if not reached:
+        return "not reached"
+    text = f"{statistics.mean(reached):.1f}".rstrip("0").rstrip(".")
+    return text if len(reached) == len(values) else f"{text} ({len(reached)}/{len(values)} runs)"
+
+
+def format_table(records: list[RunRecord], sizes: Sequence[int], target: float,
+                 methods: Sequence[str] = METHODS) -> str:  # fmt: skip
+    """Markdown: one row per method, test top-1 and epochs to the target per size."""
+    header = "| method | trainable params |" + "".join(
+        f" {n}/class: test top-1 | epochs to {100 * target:.0f}% |" for n in sizes
+    )
+    rule = "|---|---:|" + "---:|---:|" * len(sizes)
+    lines = [header, rule]
+    for method in methods:
+        rows = [r for r in records if r.method == method]
+        if not rows:
+            continue
+        cells = [METHOD_LABELS[method], f"{rows[0].trainable_params:,} of {rows[0].total_params:,}"]
+        for n in sizes:
+            chosen = [r for r in rows if r.per_class == n]
+            cells.append(_cell([r.test_top1 for r in chosen]) if chosen else "-")
+            cells.append(_epochs_cell([r.epochs_to_target for r in chosen]) if chosen else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(records: list[RunRecord], out: Path, sizes: Sequence[int], target: float,
+                  methods: Sequence[str] = METHODS) -> None:  # fmt: skip
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "per_class", "seed", "test_top1", "best_val_top1", "epochs_to_target", "seconds",
+                         "trainable_params", "total_params", "val_top1_per_epoch"])  # fmt: skip
+        for r in records:
+            writer.writerow([r.method, r.per_class, r.seed, f"{r.test_top1:.4f}", f"{r.best_val_top1:.4f}",
+                             r.epochs_to_target if r.epochs_to_target is not None else "", f"{r.seconds:.1f}",
+                             r.trainable_params, r.total_params, " ".join(f"{v:.4f}" for v in r.val_top1)])  # fmt: skip
+    (out / "results.md").write_text(format_table(records, sizes, target, methods) + "\n")
+    plot_results(records, out / "transfer.png", sizes, target, methods)
+
+
+def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], target: float,
+                 methods: Sequence[str] = METHODS) -> Path:  # fmt: skip
+    """Test top-1 against labelled images per class, and the validation curves per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 1 + len(sizes), figsize=(4.2 * (1 + len(sizes)), 3.8))
+    colours = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:green", "tab:purple", "tab:orange")))
+    ax = axes[0]
+    for method in methods:
+        xs, ys, errs = [], [], []
+        for n in sizes:
+            values = [r.test_top1 for r in records if r.method == method and r.per_class == n]
+            if values:
+                xs.append(n)
+                ys.append(100 * statistics.mean(values))
+                errs.append(100 * statistics.stdev(values) if len(values) > 1 else 0.0)
+        if xs:
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=METHOD_LABELS[method], color=colours[method])
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training images per class")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title("accuracy on the new classes")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    for ax, n in zip(axes[1:], sizes):
+        for method in methods:
+            runs = [r for r in records if r.method == method and r.per_class == n and r.val_top1]
+            if not runs:
+                continue
+            length = min(len(r.val_top1) for r in runs)
+            mean = [100 * statistics.mean(r.val_top1[i] for r in runs) for i in range(length)]
+            ax.plot(range(1, length + 1), mean, marker=".", color=colours[method], label=method)
+        ax.axhline(100 * target, color="black", linestyle=":", linewidth=1)
+        ax.set_title(f"{n} images per class: validation top-1")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation top-1 (%)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--data-dir", help="where the data set's files are")
+    p.add_argument("--model", default="lenet5", help="the network (default lenet5; e.g. resnet20 to scale up)")
+    p.add_argument("--source-classes", default="0-4", help="pretraining classes (default 0-4)")
+    p.add_argument("--target-classes", default="5-9", help="new classes (default 5-9)")
+    p.add_argument("--sizes", type=_int_list, default=[10, 50, 500],
+                   help="labelled training images per new class, comma-separated (default 10,50,500)")  # fmt: skip
+    p.add_argument("--val-per-class", type=int, default=100, help="validation images per new class (default 100)")
+    p.add_argument("--pretrain-epochs", type=int, default=5)
+    p.add_argument("--pretrain-lr", type=float, default=0.05)
+    p.add_argument("--epochs", type=int, default=20, help="epochs of every few-label training (default 20)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=0.02, help="SGD learning rate of the few-label trainings (default 0.02)")
+    p.add_argument("--last-k", type=int, default=1, help="mode last: layers below the head that train (default 1)")
+    p.add_argument("--target", type=float, default=0.85, help="validation top-1 for 'epochs to target' (default 0.85)")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="seeds, comma-separated (default 0)")
+    p.add_argument("--methods", default=",".join(METHODS), help="subset of scratch,all,last,head,new-fc")
+    p.add_argument("--out", default="runs/experiment-transfer", help="output folder")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+
+
+@register_experiment(
+    "transfer",
+    "transfer learning three ways vs from scratch: Fashion-MNIST classes 0-4 -> 5-9, 10/50/500 labels per class",
+    add_arguments,
+)
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.target <= 1:
+        raise ConfigError(f"--target is a fraction in (0, 1], got {args.target}")
+    records = run_transfer_experiment(
+        data=args.data, data_dir=args.data_dir, model=args.model, source_classes=args.source_classes,
+        target_classes=args.target_classes, sizes=args.sizes, val_per_class=args.val_per_class,
+        pretrain_epochs=args.pretrain_epochs, pretrain_lr=args.pretrain_lr, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, last_k=args.last_k, target=args.target, seeds=args.seeds,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()], out=args.out, device=args.device,
+        threads=args.threads,
+    )  # fmt: skip
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    print()
+    print(format_table(records, args.sizes, args.target, methods))
+    print(f"\nwritten: {Path(args.out) / 'results.csv'}, results.md, transfer.png")
+    return 0

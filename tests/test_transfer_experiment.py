@@ -1,0 +1,82 @@
+"""``cnnzoo experiment transfer`` (issue 7), on a tiny synthetic stand-in for Fashion-MNIST."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cnnzoo.experiments.transfer import METHODS, RunRecord, epochs_to_target, format_table, run_transfer_experiment
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: much faster than two on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = "synthetic:classes=10,channels=1,size=28,train=400,test=100"
+
+
+def test_epochs_to_target_is_the_first_epoch_reaching_it():
+    assert epochs_to_target([0.5, 0.84, 0.86, 0.9], 0.85) == 3
+    assert epochs_to_target([0.5, 0.6], 0.85) is None
+    assert epochs_to_target([0.9], 0.85) == 1
+
+
+def test_table_has_a_row_per_method_and_columns_per_size():
+    records = [RunRecord(m, n, s, 0.5 + 0.1 * s, 0.5, 2 if s else None, [0.4, 0.6], 1.0, 10, 100)
+               for m in ("scratch", "all") for n in (10, 50) for s in (0, 1)]  # fmt: skip
+    table = format_table(records, [10, 50], 0.85, ["scratch", "all"])
+    lines = table.splitlines()
+    assert len(lines) == 4 and "10/class: test top-1" in lines[0] and "epochs to 85%" in lines[0]
+    assert "55.0 ± 7.1%" in lines[2] and "2 (1/2 runs)" in lines[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_experiment(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiment")
+    lines = []
+    records = run_transfer_experiment(data=TINY, sizes=(3,), val_per_class=4, pretrain_epochs=1, epochs=2,
+                                      batch_size=4, seeds=(0,), out=out, device="cpu", log=lines.append)  # fmt: skip
+    return out, records, lines
+
+
+def test_the_experiment_trains_every_method_and_reports(tiny_experiment):
+    out, records, lines = tiny_experiment
+    assert [r.method for r in records] == list(METHODS)
+    assert all(r.per_class == 3 and len(r.val_top1) == 2 and 0.0 <= r.test_top1 <= 1.0 for r in records)
+    by_method = {r.method: r for r in records}
+    assert by_method["scratch"].trainable_params == by_method["all"].trainable_params
+    assert by_method["new-fc"].trainable_params == 5 * 5 + 5  # one linear layer on the 5 old outputs
+    assert by_method["head"].trainable_params == 84 * 5 + 5  # LeNet-5's output layer on F6's 84 units
+    assert (out / "results.csv").read_text().count("\n") == 1 + len(METHODS)
+    assert (out / "transfer.png").stat().st_size > 0 and "from scratch" in (out / "results.md").read_text()
+    # the fine-tuned runs start from the pretrained network: its frozen first layer is unchanged
+    transfer = json.loads((out / "last-3pc-seed0" / "transfer.json").read_text())["transfer"]
+    assert transfer["source"].endswith("pretrain-lenet5-seed0") and transfer["frozen"][0] == "features.0"
+    assert any("pretrained lenet5" in line for line in lines)
+
+
+def test_finished_runs_are_not_run_again(tiny_experiment):
+    out, records, _ = tiny_experiment
+    stamp = (out / "all-3pc-seed0" / "experiment.json").stat().st_mtime_ns
+    again = run_transfer_experiment(data=TINY, sizes=(3,), val_per_class=4, pretrain_epochs=1, epochs=2,
+                                    batch_size=4, seeds=(0,), out=out, device="cpu", log=lambda _: None)  # fmt: skip
+    assert [r.test_top1 for r in again] == [r.test_top1 for r in records]
+    assert (out / "all-3pc-seed0" / "experiment.json").stat().st_mtime_ns == stamp
+
+
+def test_cli_errors_are_one_line(capsys, tmp_path):
+    from cnnzoo.cli import main
+
+    assert main(["experiment", "transfer", "--data", TINY, "--methods", "scratch,magic", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'magic'" in err and err.count("\n") == 1
+    assert main(["experiment", "transfer", "--data", TINY, "--source-classes", "0-5", "--target-classes", "5-9",
+                 "--out", str(tmp_path)]) == 2  # fmt: skip
+    assert "overlap" in capsys.readouterr().err
