@@ -65,3 +65,25 @@ def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
     """The final classifier: ``nn.Linear`` or, for ``num_classes == 0``, ``nn.Identity``."""
     check_num_classes(num_classes)
     return nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def init_weights(model: nn.Module, linear_std: float | None = 0.01) -> None:
+    """The zoo's usual initialisation: He (Kaiming) normal for convolutions (fan-out, ReLU),
+    zero conv biases, batch norm at scale 1 / shift 0, fully connected weights from
+    N(0, ``linear_std``) with zero bias (``linear_std=None`` keeps PyTorch's default for them).
+
+    A model built on the meta device (shapes only, for counting) is left as it is.
+    """
+    if any(p.is_meta for p in model.parameters()):
+        return
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear) and linear_std is not None:
+            nn.init.normal_(module.weight, 0.0, linear_std)
+            nn.init.zeros_(module.bias)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.layers.dense import DenseBlock, Transition, compressed_width
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, init_weights, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 DENSENET_PAPER = Paper(
@@ -90,19 +90,8 @@ class DenseNet(ClassifierNet):
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = linear_or_identity(channels, num_classes)
-        self._init_weights()
+        init_weights(self, linear_std=None)
 
-    def _init_weights(self) -> None:
-        if any(p.is_meta for p in self.parameters()):
-            return  # built on the meta device (shapes only): nothing to initialise
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from cnnzoo.errors import ConfigError
 from cnnzoo.layers.conv import ConvNormAct
 from cnnzoo.layers.conv_types import DepthwiseSeparableConv
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, init_weights, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 MOBILENET_PAPER = Paper(
@@ -91,18 +91,8 @@ class MobileNetV1(ClassifierNet):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=drop_rate)
         self.classifier = linear_or_identity(channels, num_classes)
-        self._init_weights()
+        init_weights(self)
 
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.blocks(self.stem(x))

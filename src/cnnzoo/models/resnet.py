@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from cnnzoo.errors import ConfigError
 from cnnzoo.layers.drop_path import check_drop_prob, drop_path_rates
 from cnnzoo.layers.residual import BasicBlock, Bottleneck, ResidualBlock, check_shortcut_option
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, init_weights, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 RESNET_PAPER = Paper(
@@ -186,14 +186,7 @@ def init_residual_weights(model: nn.Module, zero_init_residual: bool = False) ->
     """
     if any(p.is_meta for p in model.parameters()):
         return  # built on the meta device (shapes only): nothing to initialise
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+    init_weights(model, linear_std=None)
     if zero_init_residual:
         for module in model.modules():
             if hasattr(module, "last_bn"):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnzoo.layers.normalization import krizhevsky_lrn
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, init_weights, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 VGG_PAPER = Paper(
@@ -99,21 +99,9 @@ class VGG(ClassifierNet):
             nn.Dropout(p=drop_rate),
             linear_or_identity(4096, num_classes),
         )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
         # The paper initialises from N(0, 0.01) after pretraining net A (Section 3.1);
-        # Kaiming's initialisation trains every configuration from scratch.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        # He initialisation trains every configuration from scratch.
+        init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
