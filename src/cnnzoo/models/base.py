@@ -61,6 +61,29 @@ class ClassifierNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+class AuxClassifierNet(ClassifierNet):
+    """A net with auxiliary classifiers on intermediate features (GoogLeNet, Inception v3).
+
+    Subclasses implement ``_features(x, with_aux) -> (features, [aux logits, ...])`` and set
+    ``aux_logits``.  In training mode ``forward`` returns ``(main, *aux)`` so the loss can weigh
+    the auxiliary terms; in eval mode it returns the main logits only.
+    """
+
+    aux_logits: bool = False
+
+    def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self._features(x, with_aux=False)[0]
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
+        if self.training and self.aux_logits:
+            features, aux = self._features(x, with_aux=True)
+            return (self.forward_head(features), *aux)
+        return self.forward_head(self.forward_features(x))
+
+
 def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
     """The final classifier: ``nn.Linear`` or, for ``num_classes == 0``, ``nn.Identity``."""
     check_num_classes(num_classes)

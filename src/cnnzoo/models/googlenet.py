@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from cnnzoo.layers.inception import Inception, conv_bn, conv_relu
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import AuxClassifierNet, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 GOOGLENET_PAPER = Paper(
@@ -90,7 +90,7 @@ class GoogLeNetAux(nn.Module):
         return self.fc2(x)
 
 
-class GoogLeNet(ClassifierNet):
+class GoogLeNet(AuxClassifierNet):
     """GoogLeNet / Inception v1; ``batch_norm`` selects torchvision's layout (see module doc)."""
 
     def __init__(
@@ -182,18 +182,9 @@ class GoogLeNet(ClassifierNet):
         x = self.inception5b(self.inception5a(x))
         return x, aux
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self._features(x, with_aux=False)[0]
-
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
-        if self.training and self.aux_logits:
-            features, aux = self._features(x, with_aux=True)
-            return (self.forward_head(features), *aux)
-        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
         return self.fc

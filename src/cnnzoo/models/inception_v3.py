@@ -35,7 +35,7 @@ from cnnzoo.layers.inception import (
     InceptionV3ReductionB,
     conv_bn,
 )
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import AuxClassifierNet, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 INCEPTION_V3_PAPER = Paper(
@@ -52,7 +52,7 @@ POOL_FEATURES_35 = (32, 64, 64)
 CHANNELS_7x7_17 = (128, 160, 160, 192)
 
 
-class InceptionV3(ClassifierNet):
+class InceptionV3(AuxClassifierNet):
     """Inception v3 with torchvision's module names (see the module docstring)."""
 
     def __init__(
@@ -110,18 +110,9 @@ class InceptionV3(ClassifierNet):
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
         return x, aux
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self._features(x, with_aux=False)[0]
-
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
-        if self.training and self.aux_logits:
-            features, aux = self._features(x, with_aux=True)
-            return (self.forward_head(features), *aux)
-        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
         return self.fc
