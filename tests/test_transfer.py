@@ -211,8 +211,10 @@ def test_same_number_of_classes_keeps_the_head_unless_asked(resnet):
 def test_unknown_mode_and_last_k_beyond_the_net_are_one_line_errors(resnet):
     with pytest.raises(ConfigError, match="unknown transfer mode 'partial'; choose from all, last, new-fc"):
         prepare(resnet, "partial")
+    old_fc = resnet.fc
     with pytest.raises(ConfigError) as info:
-        prepare(resnet, "last", last_k=6)
+        prepare(resnet, "last", num_classes=3, last_k=6)
+    assert resnet.fc is old_fc and all(p.requires_grad for p in resnet.parameters())  # left as it was
     message = str(info.value)
     assert "last_k=6" in message and "only 5 layers" in message and "layer4" in message and "\n" not in message
     with pytest.raises(ConfigError, match="last_k must be an integer >= 0"):

@@ -7,7 +7,15 @@ import json
 import pytest
 import torch
 
-from cnnzoo.experiments.transfer import METHODS, RunRecord, epochs_to_target, format_table, run_transfer_experiment
+from cnnzoo.errors import ConfigError
+from cnnzoo.experiments.transfer import (
+    METHODS,
+    RunRecord,
+    epochs_to_target,
+    format_table,
+    run_transfer_experiment,
+    targets_for,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -28,13 +36,23 @@ def test_epochs_to_target_is_the_first_epoch_reaching_it():
     assert epochs_to_target([0.9], 0.85) == 1
 
 
+def test_one_target_or_one_per_size():
+    assert targets_for(0.8, [10, 50]) == {10: 0.8, 50: 0.8}
+    assert targets_for([0.7, 0.9], [10, 50]) == {10: 0.7, 50: 0.9}
+    with pytest.raises(ConfigError, match="2 targets for 3 sizes"):
+        targets_for([0.7, 0.9], [10, 50, 500])
+    with pytest.raises(ConfigError, match="fraction in"):
+        targets_for(85, [10])
+
+
 def test_table_has_a_row_per_method_and_columns_per_size():
     records = [RunRecord(m, n, s, 0.5 + 0.1 * s, 0.5, 2 if s else None, [0.4, 0.6], 1.0, 10, 100)
                for m in ("scratch", "all") for n in (10, 50) for s in (0, 1)]  # fmt: skip
-    table = format_table(records, [10, 50], 0.85, ["scratch", "all"])
+    records[0].val_top1 = [0.4, 0.5]  # scratch, 10 per class, seed 0: never reaches 60%
+    table = format_table(records, [10, 50], [0.6, 0.85], ["scratch", "all"])
     lines = table.splitlines()
-    assert len(lines) == 4 and "10/class: test top-1" in lines[0] and "epochs to 85%" in lines[0]
-    assert "55.0 ± 7.1%" in lines[2] and "2 (1/2 runs)" in lines[2]
+    assert len(lines) == 4 and "10/class: test top-1 | epochs to 60%" in lines[0] and "epochs to 85%" in lines[0]
+    assert "55.0 ± 7.1%" in lines[2] and "| 2 (1/2 runs) |" in lines[2] and "not reached" in lines[2]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +60,7 @@ def tiny_experiment(tmp_path_factory):
     out = tmp_path_factory.mktemp("experiment")
     lines = []
     records = run_transfer_experiment(data=TINY, sizes=(3,), val_per_class=4, pretrain_epochs=1, epochs=2,
-                                      batch_size=4, seeds=(0,), out=out, device="cpu", log=lines.append)  # fmt: skip
+                                      batch_size=4, target=0.5, seeds=(0,), out=out, device="cpu", log=lines.append)  # fmt: skip
     return out, records, lines
 
 
@@ -66,7 +84,7 @@ def test_finished_runs_are_not_run_again(tiny_experiment):
     out, records, _ = tiny_experiment
     stamp = (out / "all-3pc-seed0" / "experiment.json").stat().st_mtime_ns
     again = run_transfer_experiment(data=TINY, sizes=(3,), val_per_class=4, pretrain_epochs=1, epochs=2,
-                                    batch_size=4, seeds=(0,), out=out, device="cpu", log=lambda _: None)  # fmt: skip
+                                    batch_size=4, target=0.5, seeds=(0,), out=out, device="cpu", log=lambda _: None)  # fmt: skip
     assert [r.test_top1 for r in again] == [r.test_top1 for r in records]
     assert (out / "all-3pc-seed0" / "experiment.json").stat().st_mtime_ns == stamp
 

@@ -15,7 +15,9 @@ names three ways to do it.  The experiment (no download: one data set split in t
    ``last_k=0``: everything frozen but a new output layer that replaces the old one and
    reads the 84 features of F6, where new-fc reads the old head's 5 outputs);
 3. report the test top-1 (the whole test set of classes 5-9, with the weights of the best
-   validation epoch), the first epoch whose validation top-1 reaches a target, and plot them.
+   validation epoch), the first epoch whose validation top-1 reaches a target (one per size:
+   by default 75%, 85% and 93% for 10, 50 and 500 images per class, levels that the best
+   methods reach at each size), and plot them.
 
 The validation images (``--val-per-class``, 100 by default) are other training images of
 classes 5-9; the same data, normalisation (the whole training set's) and schedule serve
@@ -65,6 +67,28 @@ class RunRecord:
     total_params: int = 0
 
 
+DEFAULT_SIZES = (10, 50, 500)
+DEFAULT_TARGETS = (0.75, 0.85, 0.93)
+
+
+def targets_for(target: float | Sequence[float] | dict, sizes: Sequence[int]) -> dict[int, float]:
+    """``{size: validation top-1 target}`` from one target or one per size."""
+    if isinstance(target, dict):
+        values = [target[n] for n in sizes]
+    elif isinstance(target, (int, float)):
+        values = [float(target)] * len(sizes)
+    else:
+        values = [float(t) for t in target]
+        if len(values) == 1:
+            values = values * len(sizes)
+        if len(values) != len(sizes):
+            raise ConfigError(f"give one target or one per size: {len(values)} targets for {len(sizes)} sizes")
+    bad = [t for t in values if not 0 < t <= 1]
+    if bad:
+        raise ConfigError(f"a target is a validation top-1 fraction in (0, 1], got {bad[0]}")
+    return dict(zip(sizes, values))
+
+
 def epochs_to_target(val_top1: Sequence[float], target: float) -> int | None:
     """The first epoch (1-based) whose validation top-1 reaches ``target``; None if none does."""
     for epoch, value in enumerate(val_top1, start=1):
@@ -89,7 +113,7 @@ def run_transfer_experiment(
     model: str = "lenet5",
     source_classes: str = "0-4",
     target_classes: str = "5-9",
-    sizes: Sequence[int] = (10, 50, 500),
+    sizes: Sequence[int] = DEFAULT_SIZES,
     val_per_class: int = 100,
     pretrain_epochs: int = 5,
     pretrain_lr: float = 0.05,
@@ -97,7 +121,7 @@ def run_transfer_experiment(
     batch_size: int = 16,
     lr: float = 0.02,
     last_k: int = 1,
-    target: float = 0.85,
+    target: float | Sequence[float] = DEFAULT_TARGETS,
     seeds: Sequence[int] = (0,),
     methods: Sequence[str] = METHODS,
     out: str | Path = "runs/experiment-transfer",
@@ -118,6 +142,7 @@ def run_transfer_experiment(
         raise ConfigError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"sizes must be positive numbers of images per class, got {list(sizes)}")
+    targets = targets_for(target, sizes)
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
@@ -152,17 +177,18 @@ def run_transfer_experiment(
                     record = RunRecord(**json.loads(record_file.read_text()))
                 else:
                     record = _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size,
-                                        lr, last_k, target, common, fit, finetune, provided_data)  # fmt: skip
+                                        lr, last_k, common, fit, finetune, provided_data)  # fmt: skip
                     record_file.write_text(json.dumps(asdict(record), indent=2))
+                record.epochs_to_target = epochs_to_target(record.val_top1, targets[per_class])
                 records.append(record)
                 reached = record.epochs_to_target or "-"
                 log(f"{per_class:>4} per class  {method:<8} test top-1 {100 * record.test_top1:6.2f}%  "
-                    f"epochs to {100 * target:.0f}% val: {reached}  ({record.seconds:.0f} s)")
-    write_results(records, out, sizes, target, methods)
+                    f"epochs to {100 * targets[per_class]:.0f}% val: {reached}  ({record.seconds:.0f} s)")
+    write_results(records, out, sizes, targets, methods)
     return records
 
 
-def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size, lr, last_k, target,
+def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size, lr, last_k,
                common, fit, finetune, provided_data) -> RunRecord:  # fmt: skip
     import shutil
 
@@ -192,7 +218,7 @@ def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs,
         total, trainable = net_params["total_params"], net_params["trainable_params"]
     return RunRecord(
         method=method, per_class=per_class, seed=seed, test_top1=float(result.test_top1 or 0.0),
-        best_val_top1=float(result.best_val_top1 or 0.0), epochs_to_target=epochs_to_target(val, target),
+        best_val_top1=float(result.best_val_top1 or 0.0), epochs_to_target=None,
         val_top1=[float(v) for v in val], seconds=seconds, trainable_params=int(trainable), total_params=int(total),
     )  # fmt: skip
 
@@ -216,11 +242,12 @@ def _epochs_cell(values: list[int | None]) -> str:
     return text if len(reached) == len(values) else f"{text} ({len(reached)}/{len(values)} runs)"
 
 
-def format_table(records: list[RunRecord], sizes: Sequence[int], target: float,
+def format_table(records: list[RunRecord], sizes: Sequence[int], target: float | Sequence[float] | dict,
                  methods: Sequence[str] = METHODS) -> str:  # fmt: skip
-    """Markdown: one row per method, test top-1 and epochs to the target per size."""
+    """Markdown: one row per method, test top-1 and epochs to the validation target per size."""
+    targets = targets_for(target, sizes)
     header = "| method | trainable params |" + "".join(
-        f" {n}/class: test top-1 | epochs to {100 * target:.0f}% |" for n in sizes
+        f" {n}/class: test top-1 | epochs to {100 * targets[n]:.0f}% |" for n in sizes
     )
     rule = "|---|---:|" + "---:|---:|" * len(sizes)
     lines = [header, rule]
@@ -232,28 +259,32 @@ def format_table(records: list[RunRecord], sizes: Sequence[int], target: float,
         for n in sizes:
             chosen = [r for r in rows if r.per_class == n]
             cells.append(_cell([r.test_top1 for r in chosen]) if chosen else "-")
-            cells.append(_epochs_cell([r.epochs_to_target for r in chosen]) if chosen else "-")
+            reached = [epochs_to_target(r.val_top1, targets[n]) for r in chosen]
+            cells.append(_epochs_cell(reached) if chosen else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_results(records: list[RunRecord], out: Path, sizes: Sequence[int], target: float,
+def write_results(records: list[RunRecord], out: Path, sizes: Sequence[int], target: float | Sequence[float] | dict,
                   methods: Sequence[str] = METHODS) -> None:  # fmt: skip
+    targets = targets_for(target, sizes)
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "per_class", "seed", "test_top1", "best_val_top1", "epochs_to_target", "seconds",
-                         "trainable_params", "total_params", "val_top1_per_epoch"])  # fmt: skip
+        writer.writerow(["method", "per_class", "seed", "test_top1", "best_val_top1", "target", "epochs_to_target",
+                         "seconds", "trainable_params", "total_params", "val_top1_per_epoch"])  # fmt: skip
         for r in records:
+            reached = epochs_to_target(r.val_top1, targets[r.per_class])
             writer.writerow([r.method, r.per_class, r.seed, f"{r.test_top1:.4f}", f"{r.best_val_top1:.4f}",
-                             r.epochs_to_target if r.epochs_to_target is not None else "", f"{r.seconds:.1f}",
+                             targets[r.per_class], reached if reached is not None else "", f"{r.seconds:.1f}",
                              r.trainable_params, r.total_params, " ".join(f"{v:.4f}" for v in r.val_top1)])  # fmt: skip
-    (out / "results.md").write_text(format_table(records, sizes, target, methods) + "\n")
-    plot_results(records, out / "transfer.png", sizes, target, methods)
+    (out / "results.md").write_text(format_table(records, sizes, targets, methods) + "\n")
+    plot_results(records, out / "transfer.png", sizes, targets, methods)
 
 
-def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], target: float,
+def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], target: float | Sequence[float] | dict,
                  methods: Sequence[str] = METHODS) -> Path:  # fmt: skip
     """Test top-1 against labelled images per class, and the validation curves per size."""
+    targets = targets_for(target, sizes)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,7 +317,7 @@ def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], tar
             length = min(len(r.val_top1) for r in runs)
             mean = [100 * statistics.mean(r.val_top1[i] for r in runs) for i in range(length)]
             ax.plot(range(1, length + 1), mean, marker=".", color=colours[method], label=method)
-        ax.axhline(100 * target, color="black", linestyle=":", linewidth=1)
+        ax.axhline(100 * targets[n], color="black", linestyle=":", linewidth=1)
         ax.set_title(f"{n} images per class: validation top-1")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation top-1 (%)")
@@ -312,13 +343,23 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
     p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--model", default="lenet5", help="the network (default lenet5; e.g. resnet20 to scale up)")
     p.add_argument("--source-classes", default="0-4", help="pretraining classes (default 0-4)")
     p.add_argument("--target-classes", default="5-9", help="new classes (default 5-9)")
-    p.add_argument("--sizes", type=_int_list, default=[10, 50, 500],
+    p.add_argument("--sizes", type=_int_list, default=list(DEFAULT_SIZES),
                    help="labelled training images per new class, comma-separated (default 10,50,500)")  # fmt: skip
     p.add_argument("--val-per-class", type=int, default=100, help="validation images per new class (default 100)")
     p.add_argument("--pretrain-epochs", type=int, default=5)
@@ -327,7 +368,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=0.02, help="SGD learning rate of the few-label trainings (default 0.02)")
     p.add_argument("--last-k", type=int, default=1, help="mode last: layers below the head that train (default 1)")
-    p.add_argument("--target", type=float, default=0.85, help="validation top-1 for 'epochs to target' (default 0.85)")
+    p.add_argument("--target", type=_float_list, default=None,
+                   help="validation top-1 for 'epochs to target': one value, or one per size "
+                   "(default 0.75,0.85,0.93 for the default sizes, else 0.85)")  # fmt: skip
     p.add_argument("--seeds", type=_int_list, default=[0], help="seeds, comma-separated (default 0)")
     p.add_argument("--methods", default=",".join(METHODS), help="subset of scratch,all,last,head,new-fc")
     p.add_argument("--out", default="runs/experiment-transfer", help="output folder")
@@ -341,18 +384,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments,
 )
 def run(args: argparse.Namespace) -> int:
-    if not 0 < args.target <= 1:
-        raise ConfigError(f"--target is a fraction in (0, 1], got {args.target}")
+    target = args.target
+    if target is None:
+        target = list(DEFAULT_TARGETS) if list(args.sizes) == list(DEFAULT_SIZES) else [0.85]
     records = run_transfer_experiment(
         data=args.data, data_dir=args.data_dir, model=args.model, source_classes=args.source_classes,
         target_classes=args.target_classes, sizes=args.sizes, val_per_class=args.val_per_class,
         pretrain_epochs=args.pretrain_epochs, pretrain_lr=args.pretrain_lr, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, last_k=args.last_k, target=args.target, seeds=args.seeds,
+        batch_size=args.batch_size, lr=args.lr, last_k=args.last_k, target=target, seeds=args.seeds,
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], out=args.out, device=args.device,
         threads=args.threads,
     )  # fmt: skip
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     print()
-    print(format_table(records, args.sizes, args.target, methods))
+    print(format_table(records, args.sizes, target, methods))
     print(f"\nwritten: {Path(args.out) / 'results.csv'}, results.md, transfer.png")
     return 0

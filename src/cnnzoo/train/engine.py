@@ -313,7 +313,7 @@ def fit(
     >>> result.test_top1, result.run_dir                             # doctest: +SKIP
     """
     module = model if isinstance(model, nn.Module) else None
-    model_name = type(model).__name__ if module is not None else str(model)
+    model_name = getattr(module, "model_name", type(module).__name__) if module is not None else str(model)
     explicit_overrides = dict(overrides)
     explicit_overrides["model"] = model_name
     if data is not None:

@@ -194,6 +194,16 @@ def prepare(
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
                                     or num_classes < 1):  # fmt: skip
         raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    if mode == "last":  # checked before anything changes: a mistake leaves the model as it was
+        if isinstance(last_k, bool) or not isinstance(last_k, int) or last_k < 0:
+            raise ConfigError(f"last_k must be an integer >= 0, got {last_k!r}")
+        units = model_units(model)[0]
+        if last_k > len(units):
+            name = getattr(model, "model_name", type(model).__name__)
+            raise ConfigError(
+                f"last_k={last_k} but {name} has only {len(units)} layers below its head "
+                f"({', '.join(u.name for u in units)}); use mode all to train everything"
+            )
     for module in model.modules():
         unpin(module)
 
@@ -233,14 +243,6 @@ def prepare(
         return _finish(model, plan)
 
     # mode == "last"
-    if isinstance(last_k, bool) or not isinstance(last_k, int) or last_k < 0:
-        raise ConfigError(f"last_k must be an integer >= 0, got {last_k!r}")
-    if last_k > len(units):
-        name = getattr(model, "model_name", type(model).__name__)
-        raise ConfigError(
-            f"last_k={last_k} but {name} has only {len(units)} layers below its head "
-            f"({', '.join(u.name for u in units)}); use mode all to train everything"
-        )
     split = len(units) - last_k
     frozen_units, trained_units = units[:split], units[split:]
     for param in model.parameters():

@@ -9,7 +9,10 @@
     ``get_weight(...).get_state_dict()``: downloaded when online, taken from the torch hub
     cache (``~/.cache/torch/hub/checkpoints``) offline.  Every torchvision classifier that
     cnnzoo implements loads strictly (AlexNet, VGG, ResNet, ResNeXt, Wide ResNet, DenseNet,
-    SqueezeNet, GoogLeNet as ``googlenet_bn``, Inception v3);
+    SqueezeNet, GoogLeNet as ``googlenet_bn``, Inception v3).  Feed them ImageNet-normalised
+    images (what cnnzoo's photo data sets use); torchvision's GoogLeNet and Inception v3
+    weights were trained with its ``transform_input`` re-normalisation, which cnnzoo does not
+    apply, so expect a small shift until fine-tuning adapts them;
 ``timm:<model name>``
     ``timm.create_model(name, pretrained=True)`` (downloaded, or from the Hugging Face cache
     offline); Inception v3/v4, Inception-ResNet-v2, ``legacy_xception`` (cnnzoo's
