@@ -135,7 +135,7 @@ def run_transfer_experiment(
     from cnnzoo.data import load_dataset
     from cnnzoo.train import fit
     from cnnzoo.transfer.commands import finetune
-    from cnnzoo.transfer.data import class_subset, parse_classes, provided_data
+    from cnnzoo.transfer.data import class_subset, parse_classes
 
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -161,9 +161,8 @@ def run_transfer_experiment(
         pre_bundle = class_subset(full, source, seed=seed)
         if not (pre_dir / "results.json").exists():
             log(f"pretraining {model} on {pre_bundle.name}: {len(pre_bundle.train)} images, {pretrain_epochs} epochs")
-            with provided_data(pre_bundle.name, pre_bundle):
-                fit(model, data=pre_bundle.name, epochs=pretrain_epochs, batch_size=128, lr=pretrain_lr, seed=seed,
-                    out=str(pre_dir), verbose=False, **common)  # fmt: skip
+            fit(model, data=pre_bundle.name, bundle=pre_bundle, epochs=pretrain_epochs, batch_size=128,
+                lr=pretrain_lr, seed=seed, out=str(pre_dir), verbose=False, **common)  # fmt: skip
         pre_result = json.loads((pre_dir / "results.json").read_text())
         log(f"pretrained {model} (seed {seed}): test top-1 {100 * pre_result['top1']:.2f}% on classes {source_classes}")
 
@@ -177,7 +176,7 @@ def run_transfer_experiment(
                     record = RunRecord(**json.loads(record_file.read_text()))
                 else:
                     record = _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size,
-                                        lr, last_k, common, fit, finetune, provided_data)  # fmt: skip
+                                        lr, last_k, common, fit, finetune)  # fmt: skip
                     record_file.write_text(json.dumps(asdict(record), indent=2))
                 record.epochs_to_target = epochs_to_target(record.val_top1, targets[per_class])
                 records.append(record)
@@ -189,7 +188,7 @@ def run_transfer_experiment(
 
 
 def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size, lr, last_k,
-               common, fit, finetune, provided_data) -> RunRecord:  # fmt: skip
+               common, fit, finetune) -> RunRecord:  # fmt: skip
     import shutil
 
     if run_dir.exists():  # an unfinished run of an interrupted experiment: start it again
@@ -197,8 +196,7 @@ def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs,
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=str(run_dir), **common)
     start = time.perf_counter()
     if method == "scratch":
-        with provided_data(bundle.name, bundle):
-            result = fit(model, data=bundle.name, verbose=False, **settings)
+        result = fit(model, data=bundle.name, bundle=bundle, verbose=False, **settings)
         net_params = None
     else:
         mode, k = ("last", 0) if method == "head" else (method, last_k)

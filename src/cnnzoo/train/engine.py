@@ -299,13 +299,17 @@ def fit(
     verbose: bool = True,
     log: Callable[[str], None] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
+    bundle=None,
     **overrides,
 ) -> FitResult:
     """Train ``model`` (a registered name, or a ready ``nn.Module``) on ``data``.
 
     ``recipe`` names a shipped recipe (``"fast"``, ``"resnet_cifar"``, ...) or a YAML file;
     every other keyword is a configuration key (see :class:`~cnnzoo.train.config.TrainConfig`)
-    and wins over the recipe.  ``on_epoch_end(row)`` is called on rank 0 with each epoch's
+    and wins over the recipe.  ``bundle`` is a data set already loaded (a
+    :class:`~cnnzoo.data.DataBundle`, e.g. a class subset for transfer learning) to train on
+    instead of loading ``data``, which then only names it in the run's configuration.
+    ``on_epoch_end(row)`` is called on rank 0 with each epoch's
     metrics row; returning True stops the run there (resumably, status "stopped").  Returns a :class:`FitResult`; user mistakes raise
     :class:`~cnnzoo.errors.CnnzooError`, a diverging loss :class:`TrainingDiverged`.
 
@@ -322,6 +326,7 @@ def fit(
     printer = log or (lambda text: print(text, flush=True))
     engine = _Engine(config, explicit, module, verbose, printer)
     engine.on_epoch_end = on_epoch_end
+    engine.given_bundle = bundle
     return engine.run()
 
 
@@ -331,6 +336,7 @@ class _Engine:
         self.config = config
         self.explicit = explicit
         self.given_module = module
+        self.given_bundle = None  # a DataBundle handed to fit(), used instead of loading config.data
         self.verbose = verbose
         self._print = printer
         self.on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None
@@ -434,7 +440,7 @@ class _Engine:
         config = self.config
         from cnnzoo.registry import create_model, model_info
 
-        self.bundle = load_dataset(
+        self.bundle = self.given_bundle if self.given_bundle is not None else load_dataset(
             config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
             seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
             skip_bad_images=config.skip_bad_images,

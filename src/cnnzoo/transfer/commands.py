@@ -53,7 +53,7 @@ def finetune(
     from cnnzoo.train.config import resolve
     from cnnzoo.train.engine import OutputDirError, choose_input_size, fit
     from cnnzoo.transfer.adapt import adapt_in_chans, head_needs_reset
-    from cnnzoo.transfer.data import class_subset, parse_classes, provided_data
+    from cnnzoo.transfer.data import class_subset, parse_classes
     from cnnzoo.transfer.prepare import NewFC, check_mode, prepare
     from cnnzoo.transfer.sources import load_source
 
@@ -119,8 +119,7 @@ def finetune(
 
     train_overrides = {k: v for k, v in overrides.items() if k != "data"}
     train_overrides.update(out=str(run_dir), input_size=list(input_size))
-    with provided_data(data_name, bundle):
-        result = fit(net, data_name, recipe=recipe, verbose=verbose, log=log, **train_overrides)
+    result = fit(net, data_name, recipe=recipe, verbose=verbose, log=log, bundle=bundle, **train_overrides)
     return result
 
 

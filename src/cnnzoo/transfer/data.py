@@ -6,14 +6,11 @@ images of those classes (``val_per_class`` each) and the whole test split of tho
 The normalisation statistics stay the parent data set's, so a network pretrained on other
 classes of the same data set sees its inputs scaled as before.
 
-``cnnzoo.data.load_dataset`` has no class filter yet; :func:`provided_data` hands such a
-bundle to the training engine under a name of its own for the duration of a ``with`` block
-(through the engine's ``load_dataset`` hook, the one its tests use).
+The training engine takes such a bundle directly: ``fit(model, data=bundle.name, bundle=bundle)``.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import torch
@@ -133,23 +130,4 @@ def _class_span(classes: list[int]) -> str:
     return ",".join(map(str, classes))
 
 
-@contextlib.contextmanager
-def provided_data(name: str, bundle: DataBundle):
-    """Within the block, the training engine's ``load_dataset(name, ...)`` returns ``bundle``."""
-    from cnnzoo.train import engine
-
-    original = engine.load_dataset
-
-    def load(data, *args, **kwargs):
-        if data == name:
-            return bundle
-        return original(data, *args, **kwargs)
-
-    engine.load_dataset = load
-    try:
-        yield name
-    finally:
-        engine.load_dataset = original
-
-
-__all__ = ["class_subset", "parse_classes", "provided_data"]
+__all__ = ["class_subset", "parse_classes"]
