@@ -5,16 +5,7 @@ import torch
 import torchvision
 
 import cnnzoo
-
-
-def _params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _on_meta(name, **kwargs):
-    """Build without allocating or initialising weights: enough to count and inspect layers."""
-    with torch.device("meta"):
-        return cnnzoo.create_model(name, **kwargs)
+from zoo_helpers import build_on_meta, count_params
 
 
 def _assert_same_outputs(ours, theirs, input_size, atol=1e-4):
@@ -98,8 +89,8 @@ def test_alexnet_paper_two_towers_and_size():
     convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
     assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
     single = cnnzoo.create_model("alexnet_paper", two_towers=False)
-    assert _params(model) == pytest.approx(60e6, rel=0.02)
-    assert _params(single) > _params(model)
+    assert count_params(model) == pytest.approx(60e6, rel=0.02)
+    assert count_params(single) > count_params(model)
     # output 0 of conv2 reads only the first tower's 48 maps
     x = torch.randn(1, 96, 27, 27)
     y = x.clone()
@@ -127,18 +118,18 @@ def test_zfnet_sizes_follow_figure_3_and_002():
 )
 def test_vgg_params_match_table_2(name, millions):
     """Simonyan & Zisserman 2014, Table 2: 133, 133, 133, 134, 138, 144 million for A, A-LRN, B, C, D, E."""
-    assert round(_params(_on_meta(name)) / 1e6) == millions
+    assert round(count_params(build_on_meta(name)) / 1e6) == millions
 
 
 def test_vgg_configurations_follow_table_1():
     """Table 1: weight layers 11, 11, 13, 16, 16, 19; C's extra layers are 1x1 convolutions."""
     for name, depth in [("vgg11", 11), ("vgg11_lrn", 11), ("vgg13", 13), ("vgg16_c", 16), ("vgg16", 16), ("vgg19", 19)]:
-        model = _on_meta(name, num_classes=10)
+        model = build_on_meta(name, num_classes=10)
         weighted = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
         assert len(weighted) == depth, name
-    c = _on_meta("vgg16_c")
+    c = build_on_meta("vgg16_c")
     assert sorted({m.kernel_size for m in c.features if isinstance(m, torch.nn.Conv2d)}) == [(1, 1), (3, 3)]
-    lrn = _on_meta("vgg11_lrn")
+    lrn = build_on_meta("vgg11_lrn")
     assert isinstance(lrn.features[2], torch.nn.LocalResponseNorm)
 
 
@@ -169,7 +160,7 @@ def test_nin_is_mlpconv_and_gap_with_far_fewer_params_than_alexnet():
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
     one_by_one = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
     assert len(one_by_one) == 8  # 2 per mlpconv, 1 + the class maps in the last
-    assert _params(model) * 7 < _params(cnnzoo.create_model("alexnet_paper"))
+    assert count_params(model) * 7 < count_params(cnnzoo.create_model("alexnet_paper"))
     s = cnnzoo.summary("nin")
     # 000: first conv, first and third pool VALID, the rest SAME: 224 -> 54 -> 26 -> 26 -> 13 -> 6
     sizes = [r.output_shape[-1] for r in s.rows if r.type in ("Conv2d", "MaxPool2d") and not r.kernel.startswith("1x1/")]

@@ -5,31 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.layers.dense import DenseBlock, DenseLayer, Transition, compressed_width
 from cnnzoo.models.densenet import densenet_cifar
 from cnnzoo.registry import create_model, model_info
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads contend badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def build_on_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from zoo_helpers import assert_matches_torchvision, build_on_meta, count_params
 
 
 def weighted_layers(model: nn.Module) -> int:
@@ -39,17 +21,7 @@ def weighted_layers(model: nn.Module) -> int:
 @pytest.mark.parametrize("name", ["densenet121", "densenet161", "densenet169", "densenet201"])
 def test_torchvision_equivalence(name):
     """Strict state-dict load from torchvision's model, same eval outputs (random weights)."""
-    torch.manual_seed(0)
-    reference = getattr(torchvision.models, name)(weights=None).eval()
-    ours = build_on_meta(name)
-    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
-    ours.eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        expected = reference(x)
-        actual = ours(x)
-    assert actual.shape == (1, 1000)
-    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    assert_matches_torchvision(name)
 
 
 @pytest.mark.parametrize("name, depth", [("densenet121", 121), ("densenet161", 161),

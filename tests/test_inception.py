@@ -25,16 +25,7 @@ from cnnzoo.layers.separable import SeparableConv2d
 from cnnzoo.models.bn_inception import BN_INCEPTION_TABLE
 from cnnzoo.models.googlenet import INCEPTION_TABLE
 from cnnzoo.weights import convert, supported_conversions
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 threads per test worker spin against
-    each other and run these many small convolutions 10-30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+from zoo_helpers import count_params
 
 INCEPTION_NAMES = [
     "googlenet",
@@ -46,10 +37,6 @@ INCEPTION_NAMES = [
     "inception_resnet_v2",
     "xception",
 ]
-
-
-def _params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def _meta_model(name: str, **options) -> nn.Module:
@@ -147,7 +134,7 @@ def test_inception_resnet_block_scales_the_residual():
 def test_separable_conv_counts():
     """Xception Section 2: k*k*C_in depthwise weights plus C_in*C_out pointwise."""
     conv = SeparableConv2d(728, 728, 3)
-    assert _params(conv) == 3 * 3 * 728 + 728 * 728
+    assert count_params(conv) == 3 * 3 * 728 + 728 * 728
     assert conv.depthwise.groups == 728
     assert conv(torch.randn(1, 728, 5, 5)).shape == (1, 728, 5, 5)
 
@@ -238,7 +225,7 @@ def test_googlenet_paper_details():
     assert model.inception3a.branch3[1].conv.kernel_size == (5, 5)
     # aux heads: 1x1 conv 128, FC 1024, classifier; together they add ~6.4M parameters
     no_aux = cnnzoo.create_model("googlenet", aux_logits=False)
-    assert _params(model) - _params(no_aux) == 2 * (128 * 4 * 4 * 1024 + 1024 + 1024 * 1000 + 1000) + 128 * (
+    assert count_params(model) - count_params(no_aux) == 2 * (128 * 4 * 4 * 1024 + 1024 + 1024 * 1000 + 1000) + 128 * (
         512 + 528 + 2
     )
 
@@ -370,7 +357,7 @@ def test_inception_resnet_costs_match_their_pure_inception_twins(v4_family_summa
 def test_xception_table3_params():
     """Xception paper, Table 3: 22,855,952 parameters (ImageNet model, with the classifier)."""
     model = _meta_model("xception")
-    assert _params(model) == 22_855_952
+    assert count_params(model) == 22_855_952
     flows = [m for name, m in model.named_children() if name.startswith("block")]
     assert len(flows) == 3 + 8 + 1  # entry, middle (x8), exit blocks of Figure 5
     s = cnnzoo.summary(model, (3, 299, 299), depth=1)
@@ -428,7 +415,7 @@ def test_matches_timm(timm_name, name):
     timm = pytest.importorskip("timm")
     ref = timm.create_model(timm_name, pretrained=False)
     ours = cnnzoo.create_model(name)
-    assert _params(ref) == _params(ours)
+    assert count_params(ref) == count_params(ours)
     _compare(ref, ours, "timm", timm_name, torch.randn(1, 3, 107, 107))
 
 

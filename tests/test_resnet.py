@@ -5,38 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 import cnnzoo
 from cnnzoo.errors import CnnzooError, ConfigError
 from cnnzoo.layers.residual import BasicBlock, Bottleneck, ZeroPadShortcut, make_shortcut
 from cnnzoo.registry import create_model, model_info
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads contend badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from zoo_helpers import assert_matches_torchvision, build_on_meta, count_params
 
 
 @pytest.fixture(scope="module")
 def resnet1202():
     torch.manual_seed(0)
     return create_model("resnet1202")
-
-
-def build_on_meta(name: str, **options) -> nn.Module:
-    """Build without allocating or initialising weights (shapes and counts only)."""
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def count_macs(model: nn.Module, size: int) -> int:
@@ -51,23 +32,6 @@ def weighted_layers(model: nn.Module, include_shortcuts: bool = False) -> int:
         if isinstance(module, (nn.Conv2d, nn.Linear)) and (include_shortcuts or "downsample" not in name):
             count += 1
     return count
-
-
-def assert_matches_torchvision(name: str, size: int = 64) -> None:
-    """Strict state-dict load from torchvision's model, same eval outputs (random weights)."""
-    torch.manual_seed(0)
-    reference = getattr(torchvision.models, name)(weights=None).eval()
-    # ours is built on the meta device and takes torchvision's tensors: a strict load checks
-    # every name and shape, and building only one model keeps the test fast
-    ours = build_on_meta(name)
-    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
-    ours.eval()
-    x = torch.randn(1, 3, size, size)
-    with torch.no_grad():
-        expected = reference(x)
-        actual = ours(x)
-    assert actual.shape == expected.shape == (1, 1000)
-    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])

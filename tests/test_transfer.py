@@ -20,15 +20,6 @@ from cnnzoo.transfer.data import class_subset, parse_classes
 from cnnzoo.transfer.sources import ArchitectureMismatch, SourceError, clean_state_dict, load_source
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: much faster than two on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 #: a tiny data set: 3-channel 32x32 images of 4 classes (fast to train on)
 SYNTH = "synthetic:classes=4,channels=3,size=32,train=48,test=16"
 FAST = dict(epochs=1, batch_size=16, max_steps=2, progress=False, device="cpu", val_fraction=0.25)
@@ -59,6 +50,7 @@ def _trainable(model: nn.Module) -> set[str]:
         ("shufflenet_v1_g3", ["stem", "stages.0", "stages.1", "stages.2"]),
     ],
 )  # fmt: skip
+
 def test_units_per_family(name, expected):
     """Each family's units: ResNet stages, VGG conv stages (Table 1 columns) and fc6/fc7, dense blocks, ..."""
     with torch.device("meta"):
