@@ -92,7 +92,6 @@ class DenseNet(ClassifierNet):
         self.classifier = linear_or_identity(channels, num_classes)
         init_weights(self, linear_std=None)
 
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
 

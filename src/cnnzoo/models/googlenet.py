@@ -93,6 +93,8 @@ class GoogLeNetAux(nn.Module):
 class GoogLeNet(AuxClassifierNet):
     """GoogLeNet / Inception v1; ``batch_norm`` selects torchvision's layout (see module doc)."""
 
+    classifier_path = "fc"
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -186,16 +188,12 @@ class GoogLeNet(AuxClassifierNet):
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return x if pre_logits else self.fc(x)
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh main classifier, and fresh auxiliary classifiers with the same width."""
-        self.fc = linear_or_identity(self.num_features, num_classes)
+        super().reset_classifier(num_classes)
         if self.aux_logits:
             self.aux1.fc2 = linear_or_identity(1024, num_classes)
             self.aux2.fc2 = linear_or_identity(1024, num_classes)
-        self.num_classes = num_classes
 
 
 _GOOGLENET = dict(family="inception", paper=GOOGLENET_PAPER, input_size=(3, 224, 224))

@@ -55,6 +55,8 @@ CHANNELS_7x7_17 = (128, 160, 160, 192)
 class InceptionV3(AuxClassifierNet):
     """Inception v3 with torchvision's module names (see the module docstring)."""
 
+    classifier_path = "fc"
+
     def __init__(
         self, num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = True, drop_rate: float = 0.5
     ) -> None:
@@ -114,15 +116,11 @@ class InceptionV3(AuxClassifierNet):
         x = self.dropout(torch.flatten(self.avgpool(x), 1))
         return x if pre_logits else self.fc(x)
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh main classifier and a fresh auxiliary classifier with ``num_classes`` outputs."""
-        self.fc = linear_or_identity(self.num_features, num_classes)
+        super().reset_classifier(num_classes)
         if self.aux_logits:
             self.AuxLogits.fc = linear_or_identity(768, num_classes)
-        self.num_classes = num_classes
 
 
 @register_model(family="inception", paper=INCEPTION_V3_PAPER, input_size=(3, 299, 299), min_size=75)

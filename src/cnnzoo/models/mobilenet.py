@@ -93,7 +93,6 @@ class MobileNetV1(ClassifierNet):
         self.classifier = linear_or_identity(channels, num_classes)
         init_weights(self)
 
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.blocks(self.stem(x))
 

@@ -105,7 +105,6 @@ class ShuffleNetV1(ClassifierNet):
         self.classifier = linear_or_identity(channels, num_classes)
         init_weights(self)
 
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem_pool(self.stem(x)))
 
