@@ -5,7 +5,8 @@ uses the validation split).  The time to a target is the cumulative wall time up
 first epoch whose test top-1 reaches the target, counting the training steps only (the `seconds` column of metrics.csv): the
 validation and the per-epoch test evaluation done for this measurement are excluded.
 
-    python benchmarks/time_to_accuracy.py --model resnet20 --epochs 12 --threads 2
+    python benchmarks/time_to_accuracy.py --model resnet20 --epochs 16 --batch-size 128 --threads 2 \
+        --set input_size=[28,28] --set channels_last=true
 
 Prints a Markdown table and writes it, with the machine and the command, to ``--report``.
 """
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the brief: 2 cores)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other configuration key, the value read as YAML "
+                             "(e.g. --set input_size=[28,28] --set channels_last=true)")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.92, 0.93, 0.94])
     parser.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--out", default=None, help="run directory (default runs/tta-MODEL-TIMESTAMP)")
@@ -38,11 +42,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from cnnzoo.errors import CnnzooError
     from cnnzoo.train import fit
+    from cnnzoo.train.config import parse_assignment
 
     torch.set_num_threads(args.threads)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
                  if v is not None}  # fmt: skip
+    try:
+        for setting in args.settings:
+            key, value = parse_assignment(setting)
+            overrides[key.replace("-", "_")] = value
+    except CnnzooError as error:
+        parser.error(str(error))
     out = args.out or f"runs/tta-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.perf_counter()
     reached: dict[float, dict] = {}

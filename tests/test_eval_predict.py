@@ -15,7 +15,7 @@ from cnnzoo.data import load_dataset, make_loader
 from cnnzoo.models.base import ClassifierNet
 from cnnzoo.train.cam import class_activation_map, has_gap_linear_head
 from cnnzoo.train.engine import fit
-from cnnzoo.train.evaluate import load_run, predict_run
+from cnnzoo.train.runs import load_run, predict_run
 
 SYN = "synthetic:classes=4,channels=1,size=32,train=96,test=32"
 
@@ -163,3 +163,19 @@ def test_plot_overlays_runs(trained_run, tmp_path, capsys):
     assert cli.main(["plot", str(trained_run), "-o", str(out), "-m", "nope"]) == 2
     assert "unknown metric 'nope'" in capsys.readouterr().err
     assert cli.main(["plot", str(tmp_path / "missing"), "-o", str(out)]) == 2
+
+
+def test_package_functions_are_not_shadowed_by_submodules():
+    """``from cnnzoo.train import evaluate`` must give the function even after every submodule of
+    the package was imported (a submodule named like an exported function would replace it)."""
+    import importlib
+    import pkgutil
+
+    import cnnzoo.train as train_package
+    from cnnzoo.train import engine
+
+    for module in pkgutil.iter_modules(train_package.__path__):
+        importlib.import_module(f"cnnzoo.train.{module.name}")
+    for name in train_package.__all__:
+        assert not isinstance(getattr(train_package, name), type(engine)), name
+    assert train_package.evaluate is engine.evaluate and train_package.fit is engine.fit

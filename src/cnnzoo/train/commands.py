@@ -40,6 +40,15 @@ def _add_train(subparsers) -> None:
         "train ...` the run is data-parallel (DDP) and --batch-size is the global batch.",
     )
     p.add_argument("model", help="registered model name (see `cnnzoo list`)")
+    add_training_flags(p)
+    p.set_defaults(func=cmd_train)
+
+
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """Every flag of ``cnnzoo train`` but the model name; ``train_overrides`` reads them back.
+
+    Commands that train (``finetune``, the experiments) add the same flags with this.
+    """
     p.add_argument("--data", help="data set: fashion-mnist (default), mnist, cifar10, cifar100, flowers17, "
                    "flowers102, imagefolder:PATH, imagenet:PATH, synthetic")  # fmt: skip
     p.add_argument("--data-dir", help="where the data set's files are (default: the usual places)")
@@ -80,7 +89,6 @@ def _add_train(subparsers) -> None:
     _flag(p, "--progress", help="show the progress bar (default on)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any configuration key, e.g. --set milestones=[30,60] (repeatable)")  # fmt: skip
-    p.set_defaults(func=cmd_train)
 
 
 #: argparse destinations that map one-to-one onto configuration keys
@@ -138,7 +146,7 @@ def _add_eval(subparsers) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cnnzoo.train.evaluate import evaluate_run
+    from cnnzoo.train.runs import evaluate_run
 
     report = evaluate_run(
         args.run_dir, data=args.data, data_dir=args.data_dir, split=args.split, checkpoint=args.checkpoint,
@@ -168,7 +176,7 @@ def _add_predict(subparsers) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cnnzoo.train.evaluate import predict_run
+    from cnnzoo.train.runs import predict_run
 
     if args.topk < 1:
         raise ConfigError(f"--topk must be >= 1, got {args.topk}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnnzoo.errors import ConfigError
+from cnnzoo.train.commands import add_training_flags, train_overrides
 
 
 def finetune(
@@ -117,9 +118,9 @@ def finetune(
     atomic_write_bytes(run_dir / "transfer.json", json.dumps(record, indent=2).encode())
     _write_summary(net, (bundle.in_chans, *input_size), run_dir / "summary.txt", say)
 
-    train_overrides = {k: v for k, v in overrides.items() if k != "data"}
-    train_overrides.update(out=str(run_dir), input_size=list(input_size))
-    result = fit(net, data_name, recipe=recipe, verbose=verbose, log=log, bundle=bundle, **train_overrides)
+    fit_overrides = {k: v for k, v in overrides.items() if k != "data"}
+    fit_overrides.update(out=str(run_dir), input_size=list(input_size))
+    result = fit(net, data_name, recipe=recipe, verbose=verbose, log=log, bundle=bundle, **fit_overrides)
     return result
 
 
@@ -146,17 +147,6 @@ def _write_summary(model, input_size, path: Path, say) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _training_actions() -> list[argparse.Action]:
-    """The flags of ``cnnzoo train`` (built by its own public add_parsers), minus the model name."""
-    from cnnzoo.train import commands as train_commands
-
-    scratch = argparse.ArgumentParser(add_help=False)
-    sub = scratch.add_subparsers()
-    train_commands.add_parsers(sub)
-    train = sub.choices["train"]
-    return [a for a in train._actions if a.dest not in ("help", "model")]
-
-
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser(
         "finetune",
@@ -180,14 +170,11 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--per-class", type=int, help="with --classes: this many labelled training images per class")
     p.add_argument("--val-per-class", type=int, help="with --per-class: validation images per class, "
                    "from the remaining training images")  # fmt: skip
-    for action in _training_actions():
-        p._add_action(action)  # what argparse's parents= does, without train's positional model
+    add_training_flags(p)
     p.set_defaults(func=cmd_finetune)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from cnnzoo.train.commands import train_overrides
-
     overrides: dict[str, Any] = train_overrides(args)
     result = finetune(
         args.source, mode=args.mode, model=args.model, last_k=args.last_k, bn_adapt=args.bn_adapt,
