@@ -5,7 +5,7 @@ uses the validation split).  The time to a target is the cumulative wall time up
 first epoch whose test top-1 reaches the target, counting the training steps only (the `seconds` column of metrics.csv): the
 validation and the per-epoch test evaluation done for this measurement are excluded.
 
-    python benchmarks/time_to_accuracy.py --model resnet20 --epochs 16 --batch-size 128 --threads 2 \
+    python benchmarks/time_to_accuracy.py --model resnet20 --epochs 20 --batch-size 128 --threads 2 \
         --set input_size=[28,28] --set channels_last=true
 
 Prints a Markdown table and writes it, with the machine and the command, to ``--report``.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from cnnzoo import create_model
 from cnnzoo.cli import main
 from cnnzoo.experiments.resnet_params import Count, extra_blocks_answer, format_table

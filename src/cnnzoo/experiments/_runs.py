@@ -14,6 +14,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cnnzoo.errors import CnnzooError
+
+
+class ExperimentInterrupted(CnnzooError):
+    """A training stopped by Ctrl-C or SIGTERM; its checkpoint lets the same command resume it."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def finished(run_dir: Path) -> bool:
     """True when the run in ``run_dir`` ended and was evaluated (the engine writes results.json last)."""
@@ -37,6 +47,9 @@ def train_once(run_dir: Path, train: Callable[..., Any], log: Callable[[str], No
 
     ``train`` must write its run into ``run_dir``; it is told ``resume=True`` when a
     checkpoint of an unfinished earlier attempt is there, so nothing already trained is lost.
+    When it returns the engine's :class:`~cnnzoo.train.FitResult` and that says the run was
+    interrupted (Ctrl-C, SIGTERM: the engine saved a checkpoint and returned), the experiment
+    stops with :class:`ExperimentInterrupted` and the signal's exit code.
     """
     run_dir = Path(run_dir)
     if finished(run_dir):
@@ -47,7 +60,10 @@ def train_once(run_dir: Path, train: Callable[..., Any], log: Callable[[str], No
         log(f"{what or run_dir.name}: resuming the unfinished run in {run_dir}")
     elif run_dir.exists():  # stopped before its first checkpoint: nothing to keep
         shutil.rmtree(run_dir)
-    train(resume=resume)
+    result = train(resume=resume)
+    if getattr(result, "status", None) == "interrupted":
+        raise ExperimentInterrupted(f"{what or run_dir.name}: training interrupted ({result.signal}); run the same "
+                                    "command again to continue where it stopped", result.exit_code)  # fmt: skip
     return True
 
 

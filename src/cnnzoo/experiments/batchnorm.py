@@ -215,8 +215,8 @@ def run_batchnorm_experiment(
         if not (run_dir / "diverged.json").is_file():
             what = f"{variant.name} ({variant.label}, lr {variant_lr:g})"
 
-            def train(resume: bool, variant=variant, run_dir=run_dir, variant_lr=variant_lr) -> None:
-                _train_variant(variant, variant_lr, run_dir, bundle, resume, settings, device, threads, log)
+            def train(resume: bool, variant=variant, run_dir=run_dir, variant_lr=variant_lr):
+                return _train_variant(variant, variant_lr, run_dir, bundle, resume, settings, device, threads, log)
 
             if not finished(run_dir):
                 log(f"training {what}")
@@ -253,16 +253,17 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
 
 
 def _train_variant(variant: Variant, lr: float, run_dir: Path, bundle, resume: bool, settings: dict[str, Any],
-                   device: str, threads: int | None, log: Callable[[str], None]) -> None:  # fmt: skip
+                   device: str, threads: int | None, log: Callable[[str], None]):  # fmt: skip
+    """Train one variant; returns the engine's FitResult, or None when the loss diverged (recorded)."""
     from cnnzoo.train import TrainingDiverged, fit
 
     try:
-        fit("cnn3", data=bundle.name, bundle=bundle, out=str(run_dir), resume=resume,
-            model_kwargs={"norm": variant.norm, "widths": settings["widths"]},
-            epochs=settings["epochs"], batch_size=settings["batch_size"], lr=lr, optimizer="sgd",
-            momentum=settings["momentum"], weight_decay=0.0, schedule="constant",
-            crop_padding=0, flip=False, seed=settings["seed"], device=device, threads=threads,
-            progress=False, log=lambda text: log(f"  [{variant.name}] {text}"))  # fmt: skip
+        return fit("cnn3", data=bundle.name, bundle=bundle, out=str(run_dir), resume=resume,
+                   model_kwargs={"norm": variant.norm, "widths": settings["widths"]},
+                   epochs=settings["epochs"], batch_size=settings["batch_size"], lr=lr, optimizer="sgd",
+                   momentum=settings["momentum"], weight_decay=0.0, schedule="constant",
+                   crop_padding=0, flip=False, seed=settings["seed"], device=device, threads=threads,
+                   progress=False, log=lambda text: log(f"  [{variant.name}] {text}"))  # fmt: skip
     except TrainingDiverged as exc:
         # a result of the experiment, not a failure of it: record where, keep going
         step = _divergence_step(str(exc), math.ceil(len(bundle.train) / settings["batch_size"]))

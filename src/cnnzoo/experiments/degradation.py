@@ -183,8 +183,8 @@ def run_degradation_experiment(
         if _runs.finished(run_dir):
             _check_same_settings(run_dir, dict(settings, model=model))
 
-        def train(resume: bool, model=model, run_dir=run_dir) -> None:
-            fit(model, bundle=bundle, out=str(run_dir), resume=resume, verbose=True,
+        def train(resume: bool, model=model, run_dir=run_dir):
+            return fit(model, bundle=bundle, out=str(run_dir), resume=resume, verbose=True,
                 log=lambda text: log(f"  [{model}] {text}"), **settings)  # fmt: skip
 
         _runs.train_once(run_dir, train, log=log, what=model)

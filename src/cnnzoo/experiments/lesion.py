@@ -376,9 +376,9 @@ def run_lesion_experiment(
                 if input_size:
                     settings["input_size"] = list(input_size)
 
-                def train(resume: bool, name=name, settings=settings) -> None:
+                def train(resume: bool, name=name, settings=settings):
                     log(f"training {name} on {data}: {train_size or 'all'} images, {epochs} epochs")
-                    fit(name, resume=resume, log=log, **settings)
+                    return fit(name, resume=resume, log=log, **settings)
 
                 train_once(run_dir, train, log=log, what=name)
             run_dirs.append(run_dir)
