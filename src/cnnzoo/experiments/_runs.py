@@ -9,6 +9,7 @@ checkpoint by the engine's ``--resume``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -79,3 +80,23 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: 
 def percent(value: float | None, digits: int = 2) -> str:
     """``0.9234`` -> ``"92.34%"``; None -> ``"-"``."""
     return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: ``"10,50,500"`` -> ``[10, 50, 500]``."""
+    return _number_list(text, int, "comma-separated integers")
+
+
+def float_list(text: str) -> list[float]:
+    """argparse type: ``"0.8,0.85"`` -> ``[0.8, 0.85]``."""
+    return _number_list(text, float, "comma-separated numbers")
+
+
+def _number_list(text: str, kind: type, what: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one value")
+    return values

@@ -64,7 +64,16 @@ from typing import Any, Callable, Sequence
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.experiments import register_experiment
-from cnnzoo.experiments._runs import finished, markdown_table, percent, run_history, run_results, train_once
+from cnnzoo.experiments._runs import (
+    finished,
+    float_list,
+    int_list,
+    markdown_table,
+    percent,
+    run_history,
+    run_results,
+    train_once,
+)
 
 #: variant name prefix -> ``cnn3``'s ``norm`` option
 NORM_OF_VARIANT = {"none": "none", "bn": "bn", "bn-torch": "bn_torch"}
@@ -430,26 +439,6 @@ def plot_results(results: Sequence[VariantResult], path: Path, targets: Sequence
 # ------------------------------------------------------------------------------------------
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist; mnist as in the paper)")
     p.add_argument("--data-dir", help="where the data set's files are")
@@ -466,10 +455,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default 6000 = 100 steps of 60 between validation points; 0: the whole split)")  # fmt: skip
     p.add_argument("--limit-val", type=int, default=2000, help="validation images (default 2000; 0: all)")
     p.add_argument("--limit-test", type=int, default=0, help="test images (default 0: the whole test set)")
-    p.add_argument("--targets", type=_float_list, default=None,
+    p.add_argument("--targets", type=float_list, default=None,
                    help="validation top-1 levels for 'steps to target', comma-separated fractions "
                    "(default 0.80,0.85,0.88 on fashion-mnist, 0.97,0.98,0.99 on mnist)")  # fmt: skip
-    p.add_argument("--widths", type=_int_list, default=[32, 64, 128],
+    p.add_argument("--widths", type=int_list, default=[32, 64, 128],
                    help="filters of the three convs (default 32,64,128)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, initial weights and shuffling")
     p.add_argument("--out", default="runs/experiment-batchnorm", help="output folder")

@@ -40,6 +40,7 @@ from typing import Callable, Sequence
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.experiments import register_experiment
+from cnnzoo.experiments._runs import float_list, int_list
 
 METHODS = ("scratch", "all", "last", "head", "new-fc")
 METHOD_LABELS = {
@@ -331,33 +332,13 @@ def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], tar
 # ------------------------------------------------------------------------------------------
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
     p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--model", default="lenet5", help="the network (default lenet5; e.g. resnet20 to scale up)")
     p.add_argument("--source-classes", default="0-4", help="pretraining classes (default 0-4)")
     p.add_argument("--target-classes", default="5-9", help="new classes (default 5-9)")
-    p.add_argument("--sizes", type=_int_list, default=list(DEFAULT_SIZES),
+    p.add_argument("--sizes", type=int_list, default=list(DEFAULT_SIZES),
                    help="labelled training images per new class, comma-separated (default 10,50,500)")  # fmt: skip
     p.add_argument("--val-per-class", type=int, default=100, help="validation images per new class (default 100)")
     p.add_argument("--pretrain-epochs", type=int, default=5)
@@ -366,10 +347,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=0.02, help="SGD learning rate of the few-label trainings (default 0.02)")
     p.add_argument("--last-k", type=int, default=1, help="mode last: layers below the head that train (default 1)")
-    p.add_argument("--target", type=_float_list, default=None,
+    p.add_argument("--target", type=float_list, default=None,
                    help="validation top-1 for 'epochs to target': one value, or one per size "
                    "(default 0.75,0.85,0.93 for the default sizes, else 0.85)")  # fmt: skip
-    p.add_argument("--seeds", type=_int_list, default=[0], help="seeds, comma-separated (default 0)")
+    p.add_argument("--seeds", type=int_list, default=[0], help="seeds, comma-separated (default 0)")
     p.add_argument("--methods", default=",".join(METHODS), help="subset of scratch,all,last,head,new-fc")
     p.add_argument("--out", default="runs/experiment-transfer", help="output folder")
     p.add_argument("--device", default="auto")
