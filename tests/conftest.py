@@ -11,3 +11,12 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_test():
+    """Keep the pinned thread count: experiments and the engine may set their own (--threads)."""
+    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,6 @@ import re
 import shutil
 
 import pytest
-import torch
 
 from cnnzoo import create_model
 from cnnzoo.cli import main
@@ -21,15 +20,6 @@ from cnnzoo.experiments.degradation import (
     verdict,
 )
 from cnnzoo.train.config import read_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: much faster than two on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # 8x8 images: the CIFAR nets' two stride-2 stages leave 2x2 maps, and an epoch takes a second

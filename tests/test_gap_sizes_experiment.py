@@ -21,14 +21,6 @@ from cnnzoo.experiments.gap_sizes import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TINY = "synthetic:classes=4,channels=1,size=8,train=96,test=32"
 SETTINGS = dict(data=TINY, input_size=(8, 8), eval_sizes="3,0.5x,1x,2x", epochs=1, limit_train=None,
                 limit_val=None, limit_test=None, batch_size=16, lr=0.02, device="cpu", threads=1)  # fmt: skip

@@ -17,16 +17,6 @@ from cnnzoo.experiments.inception import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 threads per test worker spin against
-    each other and run these many small convolutions 10-30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def module_counts():
     return inception_module_counts(size=28, in_channels=256)

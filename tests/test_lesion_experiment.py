@@ -28,14 +28,6 @@ TINY = "synthetic:classes=4,channels=1,size=16,train=160,test=48"
 MAX_K, DRAWS = 2, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     """The whole experiment: resnet20 and plain20 trained one epoch, then every lesion."""

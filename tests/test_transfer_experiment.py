@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.experiments.transfer import (
@@ -16,15 +15,6 @@ from cnnzoo.experiments.transfer import (
     run_transfer_experiment,
     targets_for,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: much faster than two on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TINY = "synthetic:classes=10,channels=1,size=28,train=400,test=100"

@@ -353,20 +353,10 @@ def plot_figure6(histories: Mapping[str, list[dict]], path: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 
 
-def _depth_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated depths, e.g. 20,56, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one depth")
-    return values
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist; cifar10 is the paper's)")
     p.add_argument("--data-dir", help="where the data set's files are")
-    p.add_argument("--depths", type=_depth_list, default=list(DEFAULT_DEPTHS),
+    p.add_argument("--depths", type=_runs.int_list, default=list(DEFAULT_DEPTHS),
                    help="comma-separated depths, each with a plain and a residual net: 20, 32, 44, 56, 110 "
                    "(default 20,56)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
