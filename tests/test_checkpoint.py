@@ -11,6 +11,8 @@ from torch import nn
 
 from cnnzoo import cli
 from cnnzoo.errors import ConfigError
+from cnnzoo import rundir
+from cnnzoo.errors import CnnzooError
 from cnnzoo.train import checkpoint as ckpt
 from cnnzoo.train.engine import fit
 
@@ -112,7 +114,7 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint(tmp_path, monkeypat
     def killed(fd):  # the process dies while the temporary file is being flushed
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt.os, "fsync", killed)
+    monkeypatch.setattr(rundir.os, "fsync", killed)
     with pytest.raises(KeyboardInterrupt):
         ckpt.save_checkpoint(tmp_path, "last", model, {"epoch": 2})
     monkeypatch.undo()
@@ -143,7 +145,7 @@ def stopped_run(tmp_path_factory):
 
 def test_resume_with_a_changed_config_names_the_keys(stopped_run):
     before = (stopped_run / "last.safetensors").read_bytes()
-    with pytest.raises(ConfigError, match=r"changed configuration: batch_size \(32 -> 16\), lr \(0.1 -> 0.5\)"):
+    with pytest.raises(ConfigError, match=r"other settings: batch_size \(32 -> 16\), lr \(0.1 -> 0.5\)"):
         fit(DropoutNet(), data=SYN, epochs=3, batch_size=16, lr=0.5, out=str(stopped_run), resume=True,
             progress=False, verbose=False)  # fmt: skip
     assert (stopped_run / "last.safetensors").read_bytes() == before
@@ -168,5 +170,5 @@ def test_corrupt_checkpoint_is_a_one_line_error(stopped_run, tmp_path, capsys):
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path):
-    with pytest.raises(ConfigError, match="no checkpoint in"):
+    with pytest.raises(CnnzooError, match="no checkpoint in"):
         fit(DropoutNet(), data=SYN, out=str(tmp_path / "empty"), resume=True, progress=False, verbose=False)

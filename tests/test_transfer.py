@@ -298,7 +298,7 @@ def test_finetune_from_a_torchvision_file_end_to_end(torchvision_resnet18, tmp_p
     result = finetune(str(folder / f"resnet18{suffix}"), SYNTH, mode, model="resnet18", last_k=1, out=str(out),
                       input_size=[32, 32], verbose=False, **FAST)  # fmt: skip
     assert result.status == "completed" and result.steps == 2
-    record = json.loads((out / "transfer.json").read_text())
+    record = json.loads((out / "run.json").read_text())
     assert record["model"] == "resnet18" and record["transfer"]["mode"] == mode
     assert "trainable" in (out / "summary.txt").read_text()
     weights, _ = load_weights(out / "last.safetensors")

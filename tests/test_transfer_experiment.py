@@ -65,7 +65,7 @@ def test_the_experiment_trains_every_method_and_reports(tiny_experiment):
     assert (out / "results.csv").read_text().count("\n") == 1 + len(METHODS)
     assert (out / "transfer.png").stat().st_size > 0 and "from scratch" in (out / "results.md").read_text()
     # the fine-tuned runs start from the pretrained network: its frozen first layer is unchanged
-    transfer = json.loads((out / "last-3pc-seed0" / "transfer.json").read_text())["transfer"]
+    transfer = json.loads((out / "last-3pc-seed0" / "run.json").read_text())["transfer"]
     assert transfer["source"].endswith("pretrain-lenet5-seed0") and transfer["frozen"][0] == "features.0"
     assert any("pretrained lenet5" in line for line in lines)
 

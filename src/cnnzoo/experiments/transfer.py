@@ -203,7 +203,7 @@ def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs,
         mode, k = ("last", 0) if method == "head" else (method, last_k)
         result = finetune(str(pre_dir), bundle.name, mode, last_k=k, reset_head=True, bundle=bundle,
                           verbose=False, **settings)  # fmt: skip
-        net_params = json.loads((run_dir / "transfer.json").read_text())["transfer"]
+        net_params = json.loads((run_dir / "run.json").read_text())["transfer"]
     seconds = time.perf_counter() - start
     val = [row.get("val_top1") for row in result.history]
     if net_params is None:

@@ -3,9 +3,31 @@
 >>> from cnnzoo.train import fit
 >>> result = fit("lenet5", data="fashion-mnist", epochs=1)      # doctest: +SKIP
 >>> result.test_top1, result.run_dir                              # doctest: +SKIP
+
+The names below are imported on first use, so that ``cnnzoo.train.commands`` and
+``cnnzoo.train.config`` (the command line, the configuration) load without torch.
 """
 
-from cnnzoo.train.config import TrainConfig, load_recipe, recipe_names
-from cnnzoo.train.engine import FitResult, TrainingDiverged, evaluate, fit
+from importlib import import_module
 
-__all__ = ["FitResult", "TrainConfig", "TrainingDiverged", "evaluate", "fit", "load_recipe", "recipe_names"]
+_LAZY = {
+    "TrainConfig": "cnnzoo.train.config",
+    "load_recipe": "cnnzoo.train.config",
+    "recipe_names": "cnnzoo.train.config",
+    "FitResult": "cnnzoo.train.trainer",
+    "Trainer": "cnnzoo.train.trainer",
+    "Callback": "cnnzoo.train.trainer",
+    "TrainingDiverged": "cnnzoo.train.trainer",
+    "evaluate": "cnnzoo.train.trainer",
+    "fit": "cnnzoo.train.engine",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,9 +18,7 @@ is reported as incomplete instead of being silently mixed.
 from __future__ import annotations
 
 import io
-import os
 import random
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.rundir import atomic_write_bytes  # noqa: F401 - one copy, in the run directory module
 
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
@@ -37,38 +36,6 @@ STATE_SUFFIX = ".state.pt"
 
 class CheckpointError(CnnzooError):
     """A checkpoint that is missing, corrupt or incomplete."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def weights_to_bytes(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:

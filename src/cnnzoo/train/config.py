@@ -15,8 +15,11 @@ naming the keys.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -33,100 +36,109 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("none", "bf16")
 
 
+def _key(default: Any = None, help: str = "", *, flags: tuple[str, ...] = (), group: str = "", cli: bool = True,
+         metavar: str | None = None, factory: Any = None):  # fmt: skip
+    """A configuration key: its default, its ``--help`` line and its command-line flags.
+
+    The flag is ``--key-name`` unless ``flags`` gives others; ``cli=False`` keeps a key to
+    recipes, ``--set`` and Python (the model and its options have flags of their own).
+    """
+    metadata = {"help": help, "flags": flags, "group": group, "cli": cli, "metavar": metavar}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run (the keys of recipe files and ``config.yaml``)."""
+    """Everything that decides a training run: the keys of recipe files, ``config.yaml`` and the flags."""
 
-    model: str = ""
-    #: keyword options for the model builder (e.g. ``drop_rate``)
-    model_kwargs: dict = field(default_factory=dict)
-    recipe: str | None = None
+    model: str = _key("", "registered model name", cli=False)
+    #: keyword options for the model builder (``-o KEY=VALUE``), checked against its signature
+    model_kwargs: dict = _key(help="model options", cli=False, factory=dict)
+    recipe: str | None = _key(None, "recipe: a YAML file or a shipped recipe name", cli=False)
 
     # data
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    download: bool = True
-    val_fraction: float = 0.1
-    limit_train: int | None = None
-    limit_val: int | None = None
-    skip_bad_images: bool = False
-    #: (H, W) fed to the net; None: the data's size, enlarged to what the net needs
-    input_size: list[int] | None = None
-    #: augmentation; None takes the data set's default (e.g. no flip for digits)
-    crop_padding: int | None = None
-    flip: bool | None = None
-    random_erasing: float = 0.0
+    data: str = _key("fashion-mnist", "data set (see below), e.g. cifar10, imagefolder:PATH, synthetic", group="data")
+    data_dir: str | None = _key(None, "where the data set's files are (default: the usual places)", group="data")
+    download: bool = _key(True, "download a missing data set (torchvision's downloaders)", group="data")
+    val_fraction: float = _key(0.1, "fraction of the training set held out for validation", group="data")
+    limit_train: int | None = _key(None, "train on a seeded random subset of N images", group="data")
+    limit_val: int | None = _key(None, "validate (and test) on at most N images", group="data")
+    skip_bad_images: bool = _key(False, "skip unreadable images (image folders) instead of stopping", group="data")
+    input_size: list[int] | None = _key(None, "network input HxW or N (default: the data's size, enlarged to what "
+                                        "the net needs)", group="data", metavar="HxW")  # fmt: skip
+    crop_padding: int | None = _key(None, "random-crop padding in pixels (default: the data set's)", group="data")
+    flip: bool | None = _key(None, "random horizontal flips (default: the data set's)", group="data")
+    random_erasing: float = _key(0.0, "probability of random erasing (Zhong et al. 2017)", group="data")
 
     # length
-    epochs: int = 10
-    #: stop after this many optimizer steps (iterations), e.g. ResNet-CIFAR's 64k
-    max_steps: int | None = None
-    #: global batch size (split across the processes of a distributed run)
-    batch_size: int = 128
+    epochs: int = _key(10, "epochs to train", group="schedule")
+    max_steps: int | None = _key(None, "stop after this many optimizer steps (iterations), e.g. ResNet-CIFAR's 64k",
+                                 group="schedule")  # fmt: skip
+    batch_size: int = _key(128, "global batch size (split across the processes of a distributed run)",
+                           flags=("--batch-size", "-b"), group="schedule")  # fmt: skip
 
     # optimizer
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    #: no weight decay on biases and normalisation parameters
-    no_decay_norm_bias: bool = False
-    #: RMSProp's decay of the squared-gradient average (PyTorch's ``alpha``)
-    rmsprop_decay: float = 0.9
-    eps: float = 1e-8
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    optimizer: str = _key("sgd", f"optimizer: {', '.join(OPTIMIZERS)}", group="optimizer")
+    lr: float = _key(0.1, "peak learning rate", group="optimizer")
+    momentum: float = _key(0.9, "momentum (SGD, RMSProp)", group="optimizer")
+    nesterov: bool = _key(False, "Nesterov momentum (SGD)", group="optimizer")
+    weight_decay: float = _key(5e-4, "L2 weight decay", flags=("--weight-decay", "--wd"), group="optimizer")
+    no_decay_norm_bias: bool = _key(False, "no weight decay on biases and normalisation parameters", group="optimizer")
+    rmsprop_decay: float = _key(0.9, "RMSProp's decay of the squared-gradient average (PyTorch's alpha)",
+                                group="optimizer")  # fmt: skip
+    eps: float = _key(1e-8, "the optimizer's epsilon (RMSProp, AdamW)", group="optimizer")
+    betas: list[float] = _key(help="AdamW's two betas", group="optimizer", factory=lambda: [0.9, 0.999])
 
     # schedule
-    schedule: str = "cosine"
-    #: unit of ``step_size`` and ``milestones``: "epoch" or "step" (iterations)
-    schedule_unit: str = "epoch"
-    step_size: float = 30.0
-    milestones: list[float] = field(default_factory=list)
-    gamma: float = 0.1
-    plateau_patience: int = 2
-    plateau_threshold: float = 1e-3
-    #: cosine/one-cycle floor, as a fraction of ``lr``
-    min_lr_ratio: float = 0.0
-    warmup_epochs: float = 0.0
-    warmup_start_ratio: float = 0.1
-    onecycle_pct_start: float = 0.25
-    onecycle_div_factor: float = 25.0
-    onecycle_final_div_factor: float = 1e4
-    #: one-cycle also cycles momentum between these (Smith & Topin 2017)
-    onecycle_momentum: list[float] = field(default_factory=lambda: [0.85, 0.95])
+    schedule: str = _key("cosine", f"learning-rate schedule: {', '.join(SCHEDULES)}", group="schedule")
+    schedule_unit: str = _key("epoch", "unit of step_size and milestones: epoch or step", group="schedule")
+    step_size: float = _key(30.0, "step schedule: multiply by gamma every this many units", group="schedule")
+    milestones: list[float] = _key(help="multistep schedule: multiply by gamma at each, e.g. 30,60",
+                                   group="schedule", factory=list)  # fmt: skip
+    gamma: float = _key(0.1, "factor of the step, multistep and plateau schedules", group="schedule")
+    plateau_patience: int = _key(2, "plateau schedule: epochs without improvement before a cut", group="schedule")
+    plateau_threshold: float = _key(1e-3, "plateau schedule: the smallest improvement that counts", group="schedule")
+    min_lr_ratio: float = _key(0.0, "cosine floor, as a fraction of lr", group="schedule")
+    warmup_epochs: float = _key(0.0, "linear warm-up length in epochs (Goyal et al. 2017)", group="schedule")
+    warmup_start_ratio: float = _key(0.1, "warm-up start, as a fraction of lr", group="schedule")
+    onecycle_pct_start: float = _key(0.25, "one-cycle: fraction of the run spent going up", group="schedule")
+    onecycle_div_factor: float = _key(25.0, "one-cycle: start at lr / this", group="schedule")
+    onecycle_final_div_factor: float = _key(1e4, "one-cycle: end at the start / this", group="schedule")
+    onecycle_momentum: list[float] = _key(help="one-cycle: momentum cycled between these (Smith & Topin 2017)",
+                                          group="schedule", factory=lambda: [0.85, 0.95])  # fmt: skip
 
     # loss and regularisation
-    label_smoothing: float = 0.0
-    #: clip the global gradient norm to this value (None: no clipping)
-    grad_clip: float | None = None
-    #: weight of the auxiliary classifiers' losses (GoogLeNet Section 5: 0.3)
-    aux_weight: float = 0.3
+    label_smoothing: float = _key(0.0, "label smoothing (Szegedy et al. 2016, Section 7)", group="loss")
+    grad_clip: float | None = _key(None, "clip the global gradient norm to this value", group="loss")
+    aux_weight: float = _key(0.3, "weight of the auxiliary classifiers' losses (GoogLeNet Section 5: 0.3)",
+                             group="loss")  # fmt: skip
 
     # evaluation
-    #: average the predictions of the image and its mirror image at evaluation
-    tta_flip: bool = False
-    #: also measure the test set after every epoch (for time-to-accuracy curves; model
-    #: selection still uses the validation split only)
-    test_every_epoch: bool = False
+    tta_flip: bool = _key(False, "average the predictions of each image and its mirror image at evaluation",
+                          flags=("--tta",), group="evaluation")  # fmt: skip
+    test_every_epoch: bool = _key(False, "also measure the test split after every epoch (time-to-accuracy curves; "
+                                  "the validation split still chooses the weights)", group="evaluation")  # fmt: skip
 
     # execution
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"
-    #: CPU threads for torch (None: torch's default); 1 is often fastest on a busy machine
-    threads: int | None = None
-    amp: str = "none"
-    channels_last: bool = False
-    compile: bool = False
-    sync_bn: bool = False
-    tensorboard: bool = False
-    progress: bool = True
+    seed: int = _key(0, "random seed (data split, initialisation, shuffling)", group="execution")
+    deterministic: bool = _key(False, "deterministic kernels: a resumed run ends bitwise equal to an uninterrupted one",
+                               group="execution")  # fmt: skip
+    device: str = _key("auto", "cpu, cuda or auto", group="execution")
+    threads: int | None = _key(None, "CPU threads for torch (1 is often fastest on a busy machine)", group="execution")
+    amp: str = _key("none", "mixed precision: bf16 or none", group="execution")
+    channels_last: bool = _key(False, "channels-last memory format", group="execution")
+    compile: bool = _key(False, "torch.compile the model", group="execution")
+    sync_bn: bool = _key(False, "SyncBatchNorm across processes (distributed, CUDA)", group="execution")
+    tensorboard: bool = _key(False, "also write TensorBoard event files to RUN_DIR/tensorboard", group="output")
+    progress: bool = _key(True, "progress bar on a terminal (one line per epoch otherwise)", group="output")
 
     # run directory and checkpoints
-    out: str | None = None
-    resume: bool = False
-    stop_after_epochs: int | None = None
+    out: str | None = _key(None, "run directory (default runs/MODEL-DATA-TIMESTAMP)", group="output", metavar="DIR")
+    resume: bool = _key(False, "continue the run in --out (or the latest matching run) from its last checkpoint",
+                        group="output")  # fmt: skip
+    stop_after_epochs: int | None = _key(None, "stop (resumably) after N epochs in this call", group="output")
 
 
 #: keys that may change between an interrupted run and its ``--resume``
@@ -135,6 +147,7 @@ RESUME_FREE_KEYS = frozenset(
 )
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
 
 
 def config_keys() -> list[str]:
@@ -199,15 +212,24 @@ def check_keys(values: dict[str, Any], source: str = "config") -> dict[str, Any]
     return out
 
 
+def _field_kind(key: str) -> tuple[type, bool]:
+    """The base type of a key (bool, int, float, str, list, dict) and whether it may be None."""
+    hint = _HINTS[key]
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    optional = type(None) in args
+    base = next(a for a in args if a is not type(None))
+    return (typing.get_origin(base) or base), optional
+
+
 def _coerce(key: str, value: Any, source: str) -> Any:
-    annotation = str(_FIELDS[key].type)
+    """``value`` (from YAML, a flag's text or Python) as the type the field declares."""
+    kind, optional = _field_kind(key)
     if value is None:
-        if "None" in annotation:
+        if optional:
             return None
         raise ConfigError(f"{source}: {key} cannot be empty")
-    kind = annotation.split("[")[0].split(" ")[0]
     try:
-        if kind == "bool":
+        if kind is bool:
             if isinstance(value, str):
                 lowered = value.lower()
                 if lowered in ("1", "true", "yes", "on"):
@@ -218,32 +240,34 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             if not isinstance(value, (bool, int)):
                 raise ValueError(value)
             return bool(value)
-        if kind == "int":
+        if kind is int:
             if isinstance(value, bool):
                 raise ValueError(value)
             number = float(value)
             if not number.is_integer():
                 raise ValueError(value)
             return int(number)
-        if kind == "float":
+        if kind is float:
             if isinstance(value, bool):
                 raise ValueError(value)
             return float(value)
-        if kind == "list":
+        if kind is list:
             if isinstance(value, str):
-                value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+                value = [v for v in value.lower().replace("x", ",").strip("[]").split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 value = [value]
             return [_number(v) for v in value]
-        if kind == "dict":
+        if kind is dict:
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
-        if kind == "str":
+        if kind is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
             return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: invalid value {value!r} for {key}") from None
-    return value
+    return value  # pragma: no cover - every field has one of the kinds above
 
 
 def _number(value: Any) -> float | int:
@@ -347,7 +371,7 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    from cnnzoo.train.checkpoint import atomic_write_bytes
+    from cnnzoo.rundir import atomic_write_bytes
 
     text = "# resolved cnnzoo training configuration (defaults < recipe < flags)\n"
     text += yaml.safe_dump(to_dict(config), sort_keys=False)
@@ -368,23 +392,91 @@ def read_config(path: Path) -> TrainConfig:
 
 def differing_keys(saved: TrainConfig, explicit: dict[str, Any]) -> list[str]:
     """Keys given explicitly for a resumed run whose value differs from the saved run's."""
-    saved_values = to_dict(saved)
-    changed = []
-    for key, value in explicit.items():
-        if key in RESUME_FREE_KEYS or key == "recipe":
+    from cnnzoo.rundir import differing
+
+    return differing(to_dict(saved), explicit, ignore=RESUME_FREE_KEYS | {"recipe"})
+
+
+# ------------------------------------------------------------------------------------------
+# command-line flags, generated from the fields
+# ------------------------------------------------------------------------------------------
+
+_GROUP_TITLES = {
+    "data": "data", "schedule": "length and learning-rate schedule", "optimizer": "optimizer",
+    "loss": "loss and regularisation", "evaluation": "evaluation", "execution": "execution", "output": "run directory",
+}  # fmt: skip
+
+
+def add_config_flags(parser: argparse.ArgumentParser, keys: typing.Iterable[str] | None = None,
+                     recipe: bool = True) -> None:  # fmt: skip
+    """A ``--flag`` for every configuration key (or only ``keys``), ``-c RECIPE`` and ``--set KEY=VALUE``.
+
+    Every flag defaults to "not given" (None) so that only what the user typed overrides the
+    recipe, and so that ``--resume`` compares exactly those values with the saved run.
+    :func:`overrides_from_args` reads them back.
+    """
+    wanted = None if keys is None else set(keys)
+    groups: dict[str, Any] = {}
+    for item in fields(TrainConfig):
+        meta = item.metadata
+        if not meta.get("cli") or (wanted is not None and item.name not in wanted):
             continue
-        if _normalise(saved_values.get(key)) != _normalise(value):
-            changed.append(key)
-    return sorted(changed)
+        group = groups.get(meta["group"])
+        if group is None:
+            group = groups[meta["group"]] = parser.add_argument_group(_GROUP_TITLES.get(meta["group"], meta["group"]))
+        names = meta["flags"] or (f"--{item.name.replace('_', '-')}",)
+        kind, _ = _field_kind(item.name)
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+        text = meta["help"]
+        if item.name == "data":
+            text += "; known: " + _dataset_list()
+        if item.name == "resume":
+            group.add_argument(*names, dest=item.name, action="store_const", const=True, default=None, help=text)
+        elif kind is bool:
+            group.add_argument(*names, dest=item.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{text} (default: {'on' if default else 'off'})")  # fmt: skip
+        else:
+            shown = "none" if default is None or default == [] else ",".join(map(str, default)) \
+                if isinstance(default, list) else default  # fmt: skip
+            group.add_argument(*names, dest=item.name, default=None, metavar=meta["metavar"] or item.name.upper(),
+                               help=f"{text} (default: {shown})")  # fmt: skip
+    if recipe:
+        parser.add_argument("-c", "--config", dest="recipe", metavar="RECIPE",
+                            help="recipe: a YAML file or a shipped recipe name (" + ", ".join(recipe_names()) + ")")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any configuration key, e.g. --set milestones=[30,60] (repeatable)")  # fmt: skip
 
 
-def _normalise(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_normalise(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    return value
+def add_model_option_flag(parser: argparse.ArgumentParser) -> None:
+    """``-o/--option KEY=VALUE``: a model option, in every command that builds a model."""
+    parser.add_argument("-o", "--option", dest="model_options", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option, checked against the builder, e.g. -o stride_in_1x1=true (repeatable)")
+
+
+def _dataset_list() -> str:
+    try:
+        from cnnzoo.data.registry import dataset_names
+    except ImportError:  # pragma: no cover - data registry not importable
+        return "see the documentation"
+    return ", ".join(dataset_names())
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration keys the user gave on the command line (flags, ``--set``, ``-o``)."""
+    overrides: dict[str, Any] = {}
+    for text in getattr(args, "set", None) or []:
+        key, value = parse_assignment(text)
+        key = key.replace("-", "_")
+        if key == "model" and getattr(args, "model", None):
+            raise ConfigError(f"--set model=...: the model is given as the command's argument ({args.model})")
+        overrides[key] = value
+    for name in _FIELDS:
+        value = getattr(args, name, None)
+        if value is not None and name not in ("model", "recipe") and _FIELDS[name].metadata.get("cli"):
+            overrides[name] = value
+    pairs = getattr(args, "model_options", None)
+    if pairs:
+        from cnnzoo.modelspec import parse_option_pairs
+
+        overrides["model_kwargs"] = {**(overrides.get("model_kwargs") or {}), **parse_option_pairs(pairs)}
+    return check_keys(overrides, "command line")

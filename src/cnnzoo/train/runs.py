@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError, ConfigError
+from cnnzoo.modelspec import ModelSpec
+from cnnzoo.rundir import read_record, writable_file
 from cnnzoo.train import checkpoint as ckpt
 from cnnzoo.train.config import read_config
 
@@ -28,34 +30,44 @@ class LoadedRun:
     meta: dict[str, Any]
     config: Any
     device: torch.device
+    #: the checkpoint whose weights were loaded ("best" or "last")
+    checkpoint: str = "best"
+
+
+def model_spec(record: dict[str, Any]) -> ModelSpec:
+    """The model record of ``run.json`` (runs written before records had a spec: name and options)."""
+    if record.get("spec"):
+        return ModelSpec.from_dict(record["spec"])
+    return ModelSpec(record["model"], dict(record.get("model_kwargs") or {}), num_classes=record["num_classes"],
+                     in_chans=record["in_chans"])  # fmt: skip
 
 
 def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
-    """The trained model of a run directory (``best`` falls back to ``last``), in eval mode."""
-    from cnnzoo.registry import create_model
+    """The trained model of a run directory, rebuilt from what the run recorded, in eval mode.
+
+    The architecture comes from ``run.json``'s model record (builder, options, transforms such
+    as a transfer run's new layer), the weights from checkpoint ``checkpoint``; ``best`` falls
+    back to ``last`` when the run has no best checkpoint, and ``LoadedRun.checkpoint`` says
+    which was loaded.
+    """
     from cnnzoo.train.engine import resolve_device
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CnnzooError(f"run directory {run_dir} not found")
+    meta = read_record(run_dir)
+    if meta is None:
+        raise CnnzooError(f"{run_dir / 'run.json'} not found: is {run_dir} a cnnzoo run directory?")
     config = read_config(run_dir / "config.yaml")
-    meta_path = run_dir / "run.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise CnnzooError(f"{meta_path} not found: is {run_dir} a cnnzoo run directory?") from None
-    except (OSError, ValueError) as exc:
-        raise CnnzooError(f"cannot read {meta_path}: {exc}") from None
     tag = checkpoint
     if tag == "best" and not ckpt.paths(run_dir, "best")[0].exists():
         tag = "last"
     tensors, _ = ckpt.load_checkpoint(run_dir, tag)
-    model = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"],
-                         **(meta.get("model_kwargs") or {}))  # fmt: skip
+    model = model_spec(meta).build()
     ckpt.load_model_weights(model, tensors, f"checkpoint {ckpt.paths(run_dir, tag)[0]}")
     dev = resolve_device(device)
     model.to(dev).eval()
-    return LoadedRun(run_dir, model, meta, config, dev)
+    return LoadedRun(run_dir, model, meta, config, dev, tag)
 
 
 @dataclass
@@ -102,20 +114,31 @@ def evaluate_run(
     data_dir: str | None = None,
     split: str = "test",
     checkpoint: str = "best",
-    tta_flip: bool = False,
+    tta_flip: bool | None = None,
     limit: int | None = None,
     batch_size: int = 256,
     device: str = "auto",
     confusion_png: str | None = None,
 ) -> EvalReport:
-    """Top-1, top-5, per-class accuracy and the confusion matrix of a trained run."""
+    """Top-1, top-5, per-class accuracy and the confusion matrix of a trained run.
+
+    ``tta_flip`` defaults to what the run was trained and tested with, so that ``eval`` of a
+    finished run reports the number ``train`` printed.
+    """
     from cnnzoo.train import engine
     from cnnzoo.train.plots import plot_confusion
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    png = Path(confusion_png) if confusion_png else Path(run_dir) / f"confusion-{split}.png"
+    if Path(run_dir).is_dir():  # checked before the evaluation, not after it
+        writable_file(png, "confusion matrix image")
     run = load_run(run_dir, checkpoint, device)
     config, meta = run.config, run.meta
+    if tta_flip is None:
+        tta_flip = bool(config.tta_flip)
     data_name = data or config.data
     bundle = engine.load_dataset(
         data_name, data_dir=data_dir or config.data_dir, download=config.download,
@@ -135,10 +158,9 @@ def evaluate_run(
                                 input_size=tuple(meta["input_size"]), augment=None, mean=meta["mean"],
                                 std=meta["std"], seed=config.seed)  # fmt: skip
     meter = engine.evaluate(run.model, loader, run.device, meta["num_classes"], tta_flip=tta_flip, confusion=True)
-    png = Path(confusion_png) if confusion_png else Path(run_dir) / f"confusion-{split}.png"
     plot_confusion(meter.confusion, list(bundle.classes), png,
                    title=f"{meta['model']} on {bundle.name}, {split} split")  # fmt: skip
-    return EvalReport(split=split, data=bundle.name, checkpoint=checkpoint, count=meter.count, loss=meter.loss,
+    return EvalReport(split=split, data=bundle.name, checkpoint=run.checkpoint, count=meter.count, loss=meter.loss,
                       top1=meter.top1_acc, top5=meter.topk_acc, classes=list(bundle.classes),
                       per_class=meter.per_class_accuracy(), confusion=meter.confusion, confusion_png=png,
                       tta_flip=tta_flip)  # fmt: skip
@@ -146,11 +168,18 @@ def evaluate_run(
 
 def read_image(path, in_chans: int, size: tuple[int, int] | None) -> torch.Tensor:
     """An image file as uint8 ``(C, H, W)``, converted to the run's channels and stored size."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            # a decompression bomb (a tiny file that unpacks to gigapixels) is refused, not decoded
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            img.load()
+        with img:
             img = img.convert("L" if in_chans == 1 else "RGB")
             if size is not None and (img.height, img.width) != tuple(size):
                 img = img.resize((int(size[1]), int(size[0])), Image.BILINEAR)
@@ -158,6 +187,8 @@ def read_image(path, in_chans: int, size: tuple[int, int] | None) -> torch.Tenso
             width, height = img.size
     except FileNotFoundError:
         raise CnnzooError(f"image {path} not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise CnnzooError(f"refusing image {path}: {' '.join(str(exc).split())}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise CnnzooError(f"cannot read image {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
     return data.view(height, width, in_chans).permute(2, 0, 1).contiguous()
@@ -170,6 +201,8 @@ def predict_run(run_dir, images, topk: int = 5, checkpoint: str = "best", cam_pa
     from cnnzoo.data.pipeline import resolve_augment
     from cnnzoo.train.cam import class_activation_map, save_overlay
 
+    if cam_path and Path(run_dir).is_dir():  # checked before any work
+        writable_file(cam_path, "--cam image")
     run = load_run(run_dir, checkpoint, device)
     meta = run.meta
     classes = meta["classes"]

@@ -4,7 +4,7 @@ The steps: read ``SOURCE`` (:mod:`cnnzoo.transfer.sources`), build the architect
 (or ``--model``) and load its weights strictly; adapt the first convolution when the data has
 another number of channels; re-initialise the head when the data has other classes; freeze
 what ``--mode`` says (:func:`cnnzoo.transfer.prepare`); then train with the engine of
-``cnnzoo train``, whose flags all work here.  The run directory gets a ``transfer.json``
+``cnnzoo train``, whose flags all work here.  The run directory's ``run.json`` gets a ``transfer`` record
 (the source, the mode, what trains, the registered model name, so that the run can be the
 ``SOURCE`` of another fine-tuning) and ``summary.txt``, the per-layer table with its trainable
 column; the log shows the trainable parameter count.
@@ -13,13 +13,15 @@ column; the log shows the trainable parameter count.
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import datetime
-from pathlib import Path
 from typing import Any, Callable
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.train.commands import add_training_flags, train_overrides
+
+try:  # the command line builds its parser without torch; the callback base comes with training
+    from cnnzoo.train.trainer import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
 
 
 def finetune(
@@ -52,10 +54,11 @@ def finetune(
     from cnnzoo.data import load_dataset
     from cnnzoo.registry import model_info
     from cnnzoo.train.config import resolve
-    from cnnzoo.train.engine import OutputDirError, choose_input_size, fit
+    from cnnzoo.rundir import default_path
+    from cnnzoo.train.engine import choose_input_size, fit
     from cnnzoo.transfer.adapt import adapt_in_chans, head_needs_reset
     from cnnzoo.transfer.data import class_subset, parse_classes
-    from cnnzoo.transfer.prepare import NewFC, check_mode, prepare
+    from cnnzoo.transfer.prepare import NewFC, check_mode, model_spec_after_transfer, prepare
     from cnnzoo.transfer.sources import load_source
 
     printer = log or (lambda text: print(text, flush=True))
@@ -94,43 +97,38 @@ def finetune(
 
     data_size = tuple(bundle.image_size) if bundle.image_size else None
     input_size = choose_input_size(model_info(name), data_size, config.input_size)
+    net.model_spec = model_spec_after_transfer(net)  # what load_run rebuilds: the base, new_fc, ...
 
-    run_dir = Path(config.out) if config.out else _default_run_dir(name, mode, config.data)
-    if not config.resume and ((run_dir / "last.state.pt").exists() or (run_dir / "last.safetensors").exists()):
-        raise OutputDirError(
-            f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out"
-        )
     say(f"weights from {source} ({src.kind}): {name}")
     say(plan.describe())
-    run_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "model": name,
         "model_kwargs": dict(src.model_kwargs) if name == src.model_name else {},
-        "classes": list(bundle.classes),
-        "num_classes": len(bundle.classes),
-        "in_chans": int(bundle.in_chans),
-        "input_size": list(input_size),
         "transfer": {"source": str(source), "source_kind": src.kind, "data": data_name, **plan.to_dict(),
                      "base_num_classes": int(getattr(getattr(net, "base", None), "num_classes", 0) or 0)},
     }  # fmt: skip
-    from cnnzoo.train.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(run_dir / "transfer.json", json.dumps(record, indent=2).encode())
-    _write_summary(net, (bundle.in_chans, *input_size), run_dir / "summary.txt", say)
-
     fit_overrides = {k: v for k, v in overrides.items() if k != "data"}
-    fit_overrides.update(out=str(run_dir), input_size=list(input_size))
-    result = fit(net, data_name, recipe=recipe, verbose=verbose, log=log, bundle=bundle, **fit_overrides)
-    return result
+    fit_overrides.update(input_size=list(input_size))
+    if not config.out and not config.resume:
+        fit_overrides["out"] = str(default_path(name, mode, config.data))
+    summary = _SummaryFile(net, (bundle.in_chans, *input_size), say)
+    return fit(net, data_name, recipe=recipe, verbose=verbose, log=log, bundle=bundle, kind="finetune",
+               record=record, callbacks=[summary], **fit_overrides)
 
 
-def _default_run_dir(name: str, mode: str, data: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{name}-{mode}-{data.split(':', 1)[0]}-{stamp}"
+class _SummaryFile(Callback):
+    """``summary.txt``: the per-layer table with its trainable column, written when the run starts."""
+
+    def __init__(self, model, input_size, say) -> None:
+        self.model, self.input_size, self.say = model, input_size, say
+
+    def on_fit_start(self, trainer) -> None:
+        if trainer.is_main and not (trainer.run / "summary.txt").exists():
+            _write_summary(self.model, self.input_size, trainer.run, self.say)
 
 
-def _write_summary(model, input_size, path: Path, say) -> None:
-    """The per-layer table (top-level blocks, with the trainable column) into ``path``."""
+def _write_summary(model, input_size, run, say) -> None:
+    """The per-layer table (top-level blocks, with the trainable column) into ``RUN/summary.txt``."""
     from cnnzoo.analysis import summary
 
     try:
@@ -138,7 +136,7 @@ def _write_summary(model, input_size, path: Path, say) -> None:
     except Exception as exc:  # the summary is a report: never stop a training for it
         say(f"(no per-layer summary: {type(exc).__name__}: {exc})")
         return
-    path.write_text(table + "\n")
+    path = run.write_text("summary.txt", table + "\n")
     say(f"per-layer summary with the trainable column: {path}")
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from cnnzoo.modelspec import ModelSpec, register_transform, spec_of
 from cnnzoo.errors import ConfigError
 from cnnzoo.models.base import ClassifierNet, linear_or_identity
 from cnnzoo.transfer.adapt import adapt_num_classes
@@ -165,6 +166,22 @@ class NewFC(ClassifierNet):
 # ------------------------------------------------------------------------------------------
 # prepare
 # ------------------------------------------------------------------------------------------
+
+
+@register_transform("new_fc")
+def add_new_fc(model: nn.Module, num_classes: int, bn_adapt: bool = False) -> NewFC:
+    """The ``new_fc`` model transform: ``model`` with one new linear layer on top (:class:`NewFC`)."""
+    return NewFC(model, num_classes, bn_adapt=bn_adapt)
+
+
+def model_spec_after_transfer(model: nn.Module) -> ModelSpec:
+    """How to rebuild a prepared model: its base's record, its classes and channels now, and ``new_fc``."""
+    if isinstance(model, NewFC):
+        return model_spec_after_transfer(model.base).then("new_fc", num_classes=int(model.num_classes),
+                                                          bn_adapt=bool(model.bn_adapt))  # fmt: skip
+    spec = spec_of(model) or ModelSpec(getattr(model, "model_name", type(model).__name__))
+    spec.num_classes, spec.in_chans = int(model.num_classes), int(model.in_chans)
+    return spec
 
 
 def check_mode(mode: str) -> str:

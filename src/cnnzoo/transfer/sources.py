@@ -338,11 +338,16 @@ def build_from_source(source: Source, model: str | None = None, **model_kwargs) 
     if _aux_keys(net.state_dict()) and not _aux_keys(state) and "aux_logits" not in kwargs:
         try:  # the source was saved without its auxiliary classifiers (timm's inception_v3)
             net = create_model(name, **options, aux_logits=False)
+            options["aux_logits"] = False
         except CnnzooError:
             pass
     check_fits(net, state, source.spec, name)
     net.load_state_dict(state, strict=True)
     net.model_name = name
+    from cnnzoo.modelspec import ModelSpec
+
+    built = {k: v for k, v in options.items() if k not in ("num_classes", "in_chans")}
+    net.model_spec = ModelSpec(name, built, num_classes=int(net.num_classes), in_chans=int(net.in_chans))
     if new_fc:
         from cnnzoo.transfer.prepare import NewFC
 
