@@ -130,6 +130,7 @@ def test_search_order_env_then_system(tmp_path, monkeypatch):
 
 
 def test_missing_data_names_files_and_places(tmp_path):
+    (tmp_path / "nowhere").mkdir()  # exists but holds no files (a missing data_dir: test_data_registry.py)
     with pytest.raises(DataError) as e:
         load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere", download=False)
     msg = str(e.value)
@@ -460,6 +461,7 @@ def test_download_goes_to_the_cache(tmp_path, monkeypatch):
             make_idx_set(tmp_path / "dl" / "FashionMNIST" / "raw")
 
     monkeypatch.setattr(tvd, "FashionMNIST", FakeFashionMNIST)
+    (tmp_path / "dl").mkdir()  # a data_dir must exist, even as a download target
     b = load_dataset("fashion-mnist", data_dir=tmp_path / "dl", download=True)
     assert calls and calls[0][0] == str(tmp_path / "dl") and calls[0][2] is True
     assert b.source == str(tmp_path / "dl" / "FashionMNIST" / "raw") and len(b.test) == 20

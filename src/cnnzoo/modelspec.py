@@ -110,10 +110,29 @@ def spec_of(model) -> ModelSpec | None:
 _RESERVED = ("num_classes", "in_chans")
 
 
-def parse_option_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["stride_in_1x1=true"]`` -> ``{"stride_in_1x1": True}`` (values read as YAML)."""
+def _strict_yaml_loader():
+    """YAML's safe loader, but only ``true``/``false`` are booleans (not yes/no/on/off, YAML 1.1's)."""
+    import re
+
     import yaml
 
+    class StrictBoolLoader(yaml.SafeLoader):
+        pass
+
+    StrictBoolLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    StrictBoolLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                           list("tTfF"))  # fmt: skip
+    return StrictBoolLoader
+
+
+def parse_option_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["stride_in_1x1=true"]`` -> ``{"stride_in_1x1": True}`` (values read as YAML; booleans are true/false)."""
+    import yaml
+
+    loader = _strict_yaml_loader()
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -121,7 +140,7 @@ def parse_option_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key.isidentifier():
             raise ConfigError(f"malformed model option {pair!r}; write KEY=VALUE, e.g. -o drop_rate=0.2")
         try:
-            options[key] = yaml.safe_load(raw) if raw.strip() else None
+            options[key] = yaml.load(raw, Loader=loader) if raw.strip() else None  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ConfigError(f"model option {key}: cannot read the value {raw!r} ({first})") from None

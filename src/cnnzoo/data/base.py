@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cnnzoo.errors import CnnzooError
+from cnnzoo.data.errors import DataError  # noqa: F401 - re-exported: defined torch-free in cnnzoo.data.errors
 
 #: where Debian's ``dataset-*`` packages install data sets (looked at after ``data_dir`` and
 #: ``$CNNZOO_DATA_DIR``); a module attribute so that tests can point it elsewhere
@@ -32,10 +32,6 @@ SYSTEM_DATA_DIRS: list[Path] = [Path("/usr/share/datasets")]
 
 #: environment variable naming a directory that holds one sub-directory per data set
 DATA_DIR_ENV = "CNNZOO_DATA_DIR"
-
-
-class DataError(CnnzooError):
-    """Missing, incomplete or unreadable data; the message names the files and where they were looked for."""
 
 
 def cache_dir(name: str) -> Path:

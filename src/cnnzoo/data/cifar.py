@@ -9,10 +9,18 @@ CIFAR-100: ``cifar-100-python/train``, ``test`` and ``meta``; the 100 ``fine_lab
 Search order as for every data set (``data_dir``, ``$CNNZOO_DATA_DIR/NAME``,
 ``/usr/share/datasets/NAME``, the cache), each directory tried as is and with the archive's folder
 name appended; ``download=True`` uses torchvision's downloader.
+
+The batches are pickles, and unpickling runs whatever callables a file names: a crafted
+``data_batch_1`` could run a shell command.  They are therefore read with
+:class:`CifarUnpickler`, which resolves only the globals a real batch references (numpy's array
+and dtype reconstruction; see :data:`ALLOWED_GLOBALS`) and refuses any other with a one-line
+:class:`DataError` before anything is called.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
+import importlib
 import pickle
 from pathlib import Path
 
@@ -31,10 +39,63 @@ LAYOUTS = {
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
+#: the globals a CIFAR "python version" pickle may name, as ``(module, name)``.  The official
+#: files (pickled by Python 2 with protocol 2) hold dicts of byte strings, lists of ints and byte
+#: strings, and numpy arrays; an array is rebuilt from ``_reconstruct(ndarray, ...)`` and a
+#: ``dtype``.  Files written again by Python 3 may also name ``_codecs.encode`` (protocol 2 stores
+#: bytes as ``encode(latin-1 text)``), numpy scalars (``scalar``, e.g. a list of np.int64 labels)
+#: and, with protocol 5, ``_frombuffer``.  numpy 1 calls its module ``numpy.core``, numpy 2
+#: ``numpy._core``: both spellings are accepted and resolved in the installed numpy.
+ALLOWED_GLOBALS = frozenset(
+    [(f"numpy.{core}.multiarray", n) for core in ("core", "_core") for n in ("_reconstruct", "scalar")]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+)
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`ALLOWED_GLOBALS`; any other global is a :class:`DataError`."""
+
+    def __init__(self, file, path: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            # protocols 0-2 spell Python 3 names the Python 2 way (__builtin__.eval): report the Python 3 name
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+            raise self._refuse(f"it references {module}.{name}")
+        if module == "_codecs":
+            return self._latin1_encode
+        if module == "numpy":
+            return getattr(np, name)
+        submodule = module.rpartition(".")[2]
+        try:  # the installed numpy's own module (numpy 2: numpy._core; numpy 1: numpy.core)
+            found = importlib.import_module(f"numpy._core.{submodule}")
+        except ImportError:
+            found = importlib.import_module(f"numpy.core.{submodule}")
+        return getattr(found, name)
+
+    def persistent_load(self, pid):
+        raise self._refuse("it holds a persistent reference")
+
+    def _latin1_encode(self, text, encoding="utf-8", errors="strict") -> bytes:
+        """``_codecs.encode`` as protocol 2 uses it for bytes (``encode(text, "latin1")``), and nothing else."""
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+            raise self._refuse(f"it calls _codecs.encode with {encoding!r}")
+        return text.encode("latin-1")
+
+    def _refuse(self, what: str) -> DataError:
+        return DataError(f"{self.path} is not a CIFAR batch: {what}, which a CIFAR batch never holds")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = CifarUnpickler(f, path).load()
+    except DataError:
+        raise
     except Exception as e:  # noqa: BLE001 - truncated or foreign file
         raise DataError(f"cannot read CIFAR batch {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
     if not isinstance(obj, dict):

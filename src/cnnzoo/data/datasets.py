@@ -1,38 +1,30 @@
-"""``load_dataset(name)``: every data set by name, as a :class:`~cnnzoo.data.base.DataBundle`."""
+"""``load_dataset(name)``: every registered data set by name, as a :class:`~cnnzoo.data.base.DataBundle`.
+
+The data sets themselves are registered in :mod:`cnnzoo.data.sets` (see :mod:`cnnzoo.data.registry`);
+``DATASETS`` and ``DEFAULT_AUGMENT`` are computed from the registry, for code written before it.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from cnnzoo.data.base import IMAGENET_MEAN, IMAGENET_STD, DataBundle, DataError, FolderSplit, cpu_threads, finish_bundle
+from cnnzoo.data.base import DataBundle, DataError, FolderSplit, cpu_threads
+from cnnzoo.data.registry import DatasetRequest, dataset_names, default_augment, resolve_dataset
 
-#: names load_dataset accepts (``imagefolder:PATH``, ``imagenet:PATH`` and ``synthetic[:k=v,...]``
-#: take an argument after the colon)
-DATASETS = (
-    "fashion-mnist",
-    "mnist",
-    "cifar10",
-    "cifar100",
-    "flowers17",
-    "flowers102",
-    "imagefolder",
-    "imagenet",
-    "synthetic",
-)
 
-#: the augmentation each data set trains with by default (make_loader's ``augment``)
-DEFAULT_AUGMENT = {
-    "fashion-mnist": {"crop_padding": 2, "flip": True},
-    "mnist": {"crop_padding": 2, "flip": False},  # mirrored digits are other symbols
-    "cifar10": {"crop_padding": 4, "flip": True},  # He et al. 2016, section 4.2
-    "cifar100": {"crop_padding": 4, "flip": True},
-    "synthetic": {"crop_padding": 0, "flip": False},
-    "folders": {"flip": True},  # plus the random-resized crop done while decoding
-}
+def __getattr__(name: str):
+    # computed on access, so that data sets registered later are included
+    if name == "DATASETS":
+        return dataset_names()
+    if name == "DEFAULT_AUGMENT":
+        return {n: default_augment(n) for n in dataset_names()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def list_datasets() -> tuple[str, ...]:
-    return DATASETS
+    """The registered data-set names (see :func:`cnnzoo.data.registry.dataset_names`)."""
+    return dataset_names()
 
 
 def load_dataset(
@@ -47,63 +39,51 @@ def load_dataset(
     *,
     limit_test: int | None = None,
 ) -> DataBundle:
-    """Load data set ``name`` (see :data:`DATASETS`) with a seeded validation split carved from training.
+    """Load data set ``name`` (see :func:`~cnnzoo.data.registry.dataset_names`) with a seeded validation split.
 
-    The files are looked for in ``data_dir``, ``$CNNZOO_DATA_DIR/NAME``, ``/usr/share/datasets/NAME``
-    and ``~/.cache/cnnzoo/NAME``; with ``download=True`` torchvision downloads what is missing
-    (MNIST, Fashion-MNIST, CIFAR, Flowers-102).  ``limit_train``/``limit_val`` keep a seeded random
-    subset of the training/validation split; ``limit_test`` (default: ``limit_val``) of the test
-    split.  Missing or incomplete files raise a one-line :class:`DataError`.
+    ``name`` is a registered name or alias, for some data sets followed by ``:ARG``
+    (``imagefolder:PATH``, ``imagenet:PATH``, ``synthetic:classes=4,size=16``).  The validation
+    split (``val_fraction`` of the training set, stratified, seeded by ``seed``) is carved from the
+    training set unless the data set ships an official one.
+
+    The files are looked for in ``data_dir`` (itself, then ``data_dir/NAME``), then
+    ``$CNNZOO_DATA_DIR/NAME``, ``/usr/share/datasets/NAME`` and ``~/.cache/cnnzoo/NAME``; with
+    ``download=True`` torchvision downloads what is missing (MNIST, Fashion-MNIST, CIFAR,
+    Flowers-102) into ``data_dir`` or the cache.  A ``data_dir`` that does not exist is a
+    :class:`DataError` (it is not silently passed over for the other places); one that exists but
+    lacks the files is searched past, and the error then names every place looked in.
+
+    ``limit_train`` / ``limit_val`` keep a seeded random subset of the training / validation split.
+    ``limit_test`` limits the test split the same way, and **when it is not given (None) it takes
+    the value of** ``limit_val``: ``load_dataset(..., limit_val=500)`` also cuts the test split to
+    500 images.  This default is kept for compatibility; pass ``limit_test=sys.maxsize`` to keep
+    the whole test split while limiting validation.
+
     ``skip_bad_images`` only matters for image folders: their loaders then skip unreadable files
     with a warning instead of stopping (it is accepted, and ignored, for every other data set).
+    Missing, incomplete or unreadable files, an unknown name and bad options raise a one-line
+    :class:`DataError`.
     """
+    info, arg = resolve_dataset(name)
+    if arg and not (info.takes_path or info.options):
+        raise DataError(f"data set {info.name} takes nothing after its name (got {str(name)!r})")
+    if data_dir is not None:
+        directory = Path(data_dir).expanduser()
+        if not directory.exists():
+            hint = f" (create it to download {info.name} into it)" if download and info.downloads else ""
+            raise DataError(f"data directory {directory} does not exist{hint}")
+        if not directory.is_dir():
+            raise DataError(f"data directory {directory} is not a directory")
     if limit_test is None:
-        limit_test = limit_val
+        limit_test = limit_val  # documented above: kept for compatibility
+    request = DatasetRequest(info=info, arg=arg, data_dir=data_dir, download=bool(download),
+                             val_fraction=val_fraction, seed=seed, limit_train=limit_train, limit_val=limit_val,
+                             limit_test=limit_test)  # fmt: skip
+    if info.takes_path and not request.path:
+        raise DataError(f"{info.name} needs a directory: use --data {info.name}:PATH (or --data-dir PATH)")
     with cpu_threads(1):
-        bundle = _load(name, data_dir, download, val_fraction, seed, limit_train, limit_val, limit_test)
+        bundle = info.loader(request)
     for split in (bundle.train, bundle.val, bundle.test):
         if isinstance(split, FolderSplit):
             split.skip_bad_images = bool(skip_bad_images)
     return bundle
-
-
-def _load(name, data_dir, download, val_fraction, seed, limit_train, limit_val, limit_test) -> DataBundle:
-    base, _, arg = str(name).partition(":")
-    base = base.strip().lower()
-    common = dict(
-        val_fraction=val_fraction, seed=seed, limit_train=limit_train, limit_val=limit_val, limit_test=limit_test
-    )
-    if base in ("fashion-mnist", "fashion_mnist", "fashionmnist", "mnist"):
-        from cnnzoo.data.idx import load_idx_dataset
-
-        base = "mnist" if base == "mnist" else "fashion-mnist"
-        train, test, source = load_idx_dataset(base, data_dir, download)
-        return finish_bundle(base, train, test, default_augment=DEFAULT_AUGMENT[base], source=source, **common)
-    if base in ("cifar10", "cifar100", "cifar-10", "cifar-100"):
-        from cnnzoo.data.cifar import load_cifar
-
-        base = base.replace("-", "")
-        train, test, source = load_cifar(base, data_dir, download)
-        return finish_bundle(base, train, test, default_augment=DEFAULT_AUGMENT[base], source=source, **common)
-    if base == "synthetic":
-        from cnnzoo.data.synthetic import load_synthetic
-
-        train, test, options = load_synthetic(arg, seed)
-        return finish_bundle(f"synthetic:{options}" if arg else "synthetic", train, test,
-                             default_augment=DEFAULT_AUGMENT["synthetic"], **common)  # fmt: skip
-    if base in ("flowers17", "flowers102"):
-        from cnnzoo.data.flowers import load_flowers
-
-        train, val, test, source = load_flowers(base, data_dir, download, val_fraction, seed)
-        return finish_bundle(base, train, test, val=val, image_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                             default_augment=DEFAULT_AUGMENT["folders"], source=source, **common)  # fmt: skip
-    if base in ("imagefolder", "imagenet"):
-        from cnnzoo.data.folders import load_image_folders
-
-        path = arg or (str(data_dir) if data_dir is not None else "")
-        if not path:
-            raise DataError(f"{base} needs a directory: use --data {base}:PATH (or --data-dir PATH)")
-        train, val, test, source = load_image_folders(base, path)
-        return finish_bundle(base, train, test, val=val, image_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                             default_augment=DEFAULT_AUGMENT["folders"], source=source, **common)  # fmt: skip
-    raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)} (imagefolder:PATH, imagenet:PATH)")

@@ -30,7 +30,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cnnzoo.data.base import IMAGENET_MEAN, IMAGENET_STD, DataError, FolderSplit, cpu_threads
-from cnnzoo.data.pipeline import BatchTransform, _EpochPlanner, _pair
+from cnnzoo.data.epochs import _EpochPlanner
+from cnnzoo.data.transform import BatchTransform, _pair
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 
