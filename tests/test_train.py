@@ -402,12 +402,30 @@ def test_bf16_autocast_channels_last_and_early_stop_callback(tmp_path):
         fit(TinyNet(), data=SYN, amp="fp8", out=str(tmp_path / "bad"), **QUICK)
 
 
-def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
-    try:
-        import torch.utils.tensorboard  # noqa: F401
-    except Exception:
-        with pytest.raises(ConfigError, match="tensorboard package"):
-            fit(TinyNet(), data=SYN, tensorboard=True, out=str(tmp_path / "tb"), **QUICK)
-    else:
-        result = fit(TinyNet(), data=SYN, epochs=1, max_steps=1, tensorboard=True, out=str(tmp_path / "tb"), **QUICK)
-        assert any((result.run_dir / "tensorboard").iterdir())
+def test_tensorboard_writes_event_files_with_the_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = fit(TinyNet(), data=SYN, epochs=2, tensorboard=True, out=str(tmp_path / "tb"), **QUICK)
+    events = EventAccumulator(str(result.run_dir / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss", "val_top1", "lr"} <= tags
+    assert [e.step for e in events.Scalars("val_top1")] == [1, 2]
+    assert events.Scalars("val_top1")[-1].value == pytest.approx(result.history[-1]["val_top1"])
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith(("torch.utils.tensorboard", "tensorboard")):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
+    with pytest.raises(ConfigError, match="tensorboard package"):
+        fit(TinyNet(), data=SYN, tensorboard=True, out=str(tmp_path / "tb"), **QUICK)
+    assert not (tmp_path / "tb").exists()

@@ -224,6 +224,7 @@ def _field_kind(key: str) -> tuple[type, bool]:
 def _coerce(key: str, value: Any, source: str) -> Any:
     """``value`` (from YAML, a flag's text or Python) as the type the field declares."""
     kind, optional = _field_kind(key)
+    original = value
     if value is None:
         if optional:
             return None
@@ -266,7 +267,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 raise ValueError(value)
             return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: invalid value {value!r} for {key}") from None
+        raise ConfigError(f"{source}: invalid value {original!r} for {key}") from None
     return value  # pragma: no cover - every field has one of the kinds above
 
 
