@@ -21,7 +21,7 @@ def run_cli(*args):
         (["summary", "alexnet_paper", "--input", "3x224x224"], "alexnet_paper takes only 227x227 inputs"),
         (["summary", "lenet5", "--num-classes", "-3"], "num_classes must be an integer >= 0"),
         (["summary", "lenet5", "--input", "0x32x32"], "malformed input size"),
-        (["summary", "vgg16", "-o", "bogus"], "malformed option 'bogus'"),
+        (["summary", "vgg16", "-o", "bogus"], "malformed model option 'bogus'"),
         (["summary", "vgg16", "--depth", "0"], "depth must be at least 1"),
         (["shape", "5", "conv:7"], "does not fit"),
         (["shape", "32", "conv:x"], "malformed layer"),
@@ -70,3 +70,22 @@ def test_compare_shows_squeezenets_50x_fewer_parameters(capsys):
 def test_python_dash_m_and_console_script_agree():
     result = run_cli("list", "lenet*")
     assert result.returncode == 0 and result.stdout.startswith("lenet5")
+
+
+def test_experiment_without_a_name_lists_the_experiments_and_exits_2():
+    result = run_cli("experiment")
+    assert result.returncode == 2 and result.stderr == ""
+    assert result.stdout.startswith("usage: cnnzoo experiment")
+    assert "inception-module" in result.stdout and "degradation" in result.stdout
+
+
+def test_build_parser_builds_every_command_by_default():
+    from cnnzoo.cli import build_parser, parts_needed
+
+    args = build_parser().parse_args(["experiment", "inception-module", "--size", "14"])
+    assert args.experiment == "inception-module" and args.size == 14 and callable(args.func)
+    assert parts_needed(["list", "vgg*"]) == {"command_modules": False, "experiments": False}
+    assert parts_needed(["--version"]) == {"command_modules": False, "experiments": False}
+    assert parts_needed(["experiment", "lesion"]) == {"command_modules": False, "experiments": True}
+    for argv in ([], ["--help"], ["-h", "list"], ["train", "lenet5"], ["no-such-command"]):
+        assert parts_needed(argv) == {"command_modules": True, "experiments": False}, argv

@@ -64,3 +64,20 @@ def test_bad_options_are_one_line_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match) as caught:
         cnnzoo.create_model("lenet5", **kwargs)
     assert "\n" not in str(caught.value)
+
+
+def test_importing_the_package_and_registry_does_not_import_torch():
+    """Building a model imports torch; importing cnnzoo, its registry or its CLI does not."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cnnzoo, cnnzoo.registry, cnnzoo.cli, cnnzoo.errors, cnnzoo.model_index, cnnzoo.conv_arithmetic\n"
+        "assert callable(cnnzoo.create_model) and callable(cnnzoo.summary) and callable(cnnzoo.register_model)\n"
+        "assert cnnzoo.list_models('lenet*', from_index=True) == ['lenet5']\n"
+        "assert cnnzoo.model_info('lenet5', from_index=True).input_size == (1, 32, 32)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"

@@ -5,6 +5,23 @@ other parts of the package (training, evaluation, fine-tuning) live beside their
 in a ``commands`` module exposing ``add_parsers(subparsers)``; they are listed in
 ``COMMAND_MODULES``.  A user's mistake raises :class:`~cnnzoo.errors.CnnzooError`,
 printed here as one line with exit code 2.
+
+``cnnzoo`` with no arguments prints the help to stdout and exits with status 2 (so does
+``cnnzoo experiment`` without a NAME, listing the experiments): a script that forgets the
+command fails.  Ctrl-C anywhere in :func:`main`, parser building and imports (torch's)
+included, prints ``cnnzoo: interrupted`` and exits with status 130.
+
+Starting quickly: ``--help``, ``--version``, ``list``, ``info`` and ``shape`` never import
+torch (``python -X importtime -m cnnzoo list`` shows it; tests/test_cli_fast.py checks it).
+
+- :func:`main` builds only the parser its command line needs (:func:`parts_needed`): the
+  built-in commands are plain argparse; the sub-parsers of ``experiment`` import every
+  experiment module (which import torch), so they are built only for ``cnnzoo experiment
+  ...``; the ``COMMAND_MODULES`` are imported for the help, their own commands and unknown
+  names, so they must import torch in their handlers only, never at import time.
+- ``list`` and ``info`` read the models' metadata index (:mod:`cnnzoo.model_index`), not the
+  model files; ``shape`` is :mod:`cnnzoo.conv_arithmetic`.
+- Handlers import what they need inside their bodies.
 """
 
 from __future__ import annotations
@@ -12,11 +29,20 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib import import_module
+from typing import Callable, Sequence
 
+from cnnzoo import __version__
 from cnnzoo.errors import CnnzooError
 
-#: modules that add their own subcommands through ``add_parsers(subparsers)``
+#: modules that add their own subcommands through ``add_parsers(subparsers)``; importing
+#: one must not import torch (its handlers do)
 COMMAND_MODULES = ("cnnzoo.train.commands", "cnnzoo.transfer.commands")
+
+#: the commands this module defines whose parsers need no imports (``experiment`` is the other)
+BUILTIN_COMMANDS = ("list", "info", "summary", "shape", "compare")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -26,13 +52,46 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """A handler for a command line that names no (sub)command: the help, exit status 2."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return EXIT_USAGE
+
+    return show
+
+
+def parts_needed(argv: Sequence[str]) -> dict[str, bool]:
+    """Which optional parts of the parser (:func:`build_parser`'s flags) ``argv`` needs.
+
+    The command is the first argument; an option before it other than ``--version`` (help,
+    or a mistake) is answered by the top-level parser, which lists every command.
+    """
+    first = argv[0] if argv else None
+    if first == "--version" or first in BUILTIN_COMMANDS:
+        return {"command_modules": False, "experiments": False}
+    if first == "experiment":
+        return {"command_modules": False, "experiments": True}
+    return {"command_modules": True, "experiments": False}
+
+
+def build_parser(*, command_modules: bool = True, experiments: bool = True) -> argparse.ArgumentParser:
+    """The ``cnnzoo`` parser, by default with every subcommand in full.
+
+    ``command_modules=False`` leaves out the subcommands of ``COMMAND_MODULES``;
+    ``experiments=False`` lists ``experiment`` without its sub-parsers (building them imports
+    every experiment module).  :func:`main` asks only for what its command line needs.
+    """
     parser = OneLineArgumentParser(
         prog="cnnzoo",
         description="The landmark convolutional networks: build, analyse, train, compare.",
+        epilog="`cnnzoo COMMAND --help` describes a command. With no arguments cnnzoo prints this help "
+        "and exits with status 2.",
     )
+    parser.add_argument("--version", action="version", version=f"cnnzoo {__version__}")
+    parser.set_defaults(func=_show_help(parser))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
-    sub.required = True
 
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'vgg*'")
@@ -64,33 +123,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="one input size CxHxW for all (default: each model's own)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("experiment", help="run one of the brief's experiments")
-    experiments = p.add_subparsers(dest="experiment", metavar="NAME", parser_class=OneLineArgumentParser)
-    experiments.required = True
+    p = sub.add_parser(
+        "experiment",
+        help="run one of the brief's experiments",
+        description="Run one of the brief's experiments (docs/experiments.md); "
+        "`cnnzoo experiment NAME --help` gives its flags.",
+    )
+    p.set_defaults(func=_show_help(p))
+    if experiments:
+        _add_experiments(p)
+
+    if command_modules:
+        for module_name in COMMAND_MODULES:
+            try:
+                module = import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            module.add_parsers(sub)
+    return parser
+
+
+def _add_experiments(parser: argparse.ArgumentParser) -> None:
     from cnnzoo.experiments import list_experiments
 
+    experiments = parser.add_subparsers(dest="experiment", metavar="NAME", parser_class=OneLineArgumentParser)
     for experiment in list_experiments():
         ep = experiments.add_parser(experiment.name, help=experiment.help, description=experiment.help)
         if experiment.add_arguments:
             experiment.add_arguments(ep)
         ep.set_defaults(func=experiment.run)
 
-    for module_name in COMMAND_MODULES:
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.add_parsers(sub)
-    return parser
-
 
 def cmd_list(args: argparse.Namespace) -> int:
     from cnnzoo.registry import list_models, model_info
 
-    for name in list_models(args.pattern, family=args.family):
-        info = model_info(name)
+    for name in list_models(args.pattern, family=args.family, from_index=True):
+        info = model_info(name, from_index=True)
         size = "x".join(map(str, info.input_size))
         print(f"{name:28s} {info.family:18s} {info.year}  {size:11s} {info.description}")
     return 0
@@ -99,7 +169,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from cnnzoo.registry import model_info
 
-    info = model_info(args.model)
+    info = model_info(args.model, from_index=True)
     sizes = (
         f"only {info.input_size[1]}x{info.input_size[2]}"
         if info.fixed_size
@@ -117,35 +187,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_options(pairs: list[str]) -> dict:
-    """``["stride_in_1x1=true", "drop_path_rate=0.1"]`` -> typed keyword arguments."""
-    import yaml
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise CnnzooError(f"malformed option {pair!r}; write KEY=VALUE, e.g. shortcut=B")
-        options[key] = yaml.safe_load(value)
-    return options
-
-
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnzoo.analysis import parse_input_size, summary
-    from cnnzoo.registry import model_info
+    from cnnzoo.train.runs import model_or_run
 
-    info = model_info(args.model)
-    input_size = parse_input_size(args.input) if args.input else info.input_size
-    options = parse_options(args.option)
+    model, default_size, options = model_or_run(args.model, args.option)
+    input_size = parse_input_size(args.input) if args.input else default_size
     if args.num_classes is not None:
         options["num_classes"] = args.num_classes
-    result = summary(args.model, input_size, depth=args.depth, **options)
+    result = summary(model, input_size, depth=args.depth, **options)
     print(result.format(args.format))
     return 0
 
 
 def cmd_shape(args: argparse.Namespace) -> int:
-    from cnnzoo.analysis.shape import ROUNDING_NOTE, explain_chain, parse_layer
+    from cnnzoo.conv_arithmetic import ROUNDING_NOTE, explain_chain, parse_layer
 
     lines, _ = explain_chain(args.size, [parse_layer(text) for text in args.layers], args.ceil_mode)
     print("\n".join(lines))
@@ -158,21 +214,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from cnnzoo.analysis import parse_input_size
 
     input_size = parse_input_size(args.input) if args.input else None
-    print(compare(args.models, input_size).to_table())
+    print(compare(args.models, input_size).to_table())  # names or run directories
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        # parser building imports the subcommand modules, and handlers import torch: a Ctrl-C
+        # in any of it is the same one line
+        args = build_parser(**parts_needed(argv)).parse_args(argv)
         return int(args.func(args) or 0)
     except CnnzooError as exc:
         print(f"cnnzoo: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,12 @@
 (title, authors, year, link), the default input size ``(C, H, W)``, the default
 number of classes and which input sizes the network accepts.  The public entry
 points are :func:`create_model`, :func:`list_models` and :func:`model_info`.
+
+This module does not import torch: the model files (``cnnzoo/models/*.py``, which do) are
+imported the first time the live registry is asked for, and :func:`list_models` /
+:func:`model_info` with ``from_index=True`` read the same records from the shipped metadata
+index instead (:mod:`cnnzoo.model_index`), which is how ``cnnzoo list`` and ``cnnzoo info``
+answer without torch.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from cnnzoo.errors import ConfigError, InputSizeError, UnknownModelError
+
+if TYPE_CHECKING:  # only for the annotations: building a model imports torch, not this module
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -124,23 +131,51 @@ def _ensure_models_imported() -> None:
     import cnnzoo.models  # noqa: F401  (importing the package registers every family)
 
 
-def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
-    """Registered model names matching a shell-style wildcard, sorted."""
+def family_module_names(models_dir) -> list[str]:
+    """The family modules in ``models_dir`` (every module but ``base`` and ``_private`` ones), sorted.
+
+    ``cnnzoo.models`` imports exactly these; the metadata index records them to notice a new file.
+    """
+    import pkgutil
+
+    return sorted(
+        m.name for m in pkgutil.iter_modules([str(models_dir)]) if m.name != "base" and not m.name.startswith("_")
+    )
+
+
+def _records(from_index: bool) -> Mapping[str, ModelInfo]:
+    if from_index:
+        from cnnzoo.model_index import load_index
+
+        return load_index()
     _ensure_models_imported()
+    return _REGISTRY
+
+
+def list_models(pattern: str = "*", family: str | None = None, *, from_index: bool = False) -> list[str]:
+    """Registered model names matching a shell-style wildcard, sorted.
+
+    ``from_index=True`` reads the shipped metadata index instead of importing the model files
+    (no torch); the names are the same.
+    """
     return sorted(
         name
-        for name, info in _REGISTRY.items()
+        for name, info in _records(from_index).items()
         if fnmatch.fnmatchcase(name, pattern) and (family is None or info.family == family)
     )
 
 
-def model_info(name: str) -> ModelInfo:
-    """The registry record of ``name``; an unknown name suggests the closest ones."""
-    _ensure_models_imported()
+def model_info(name: str, *, from_index: bool = False) -> ModelInfo:
+    """The registry record of ``name``; an unknown name suggests the closest ones.
+
+    ``from_index=True`` reads the shipped metadata index instead of importing the model files
+    (no torch): the same record, equal field by field, except that it has no ``builder``.
+    """
+    records = _records(from_index)
     try:
-        return _REGISTRY[name]
+        return records[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, records, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnzoo list`"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
 

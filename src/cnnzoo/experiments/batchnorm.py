@@ -45,16 +45,17 @@ whole test set), and the training time per step.
 Everything is in ``OUT`` (default ``runs/experiment-batchnorm``): one run directory per
 variant (``config.yaml``, ``metrics.csv``, checkpoints), ``results.csv``, ``results.md`` and
 ``batchnorm.png`` (validation top-1 and training loss against the step, all variants in one
-figure, like the paper's Figure 1(a)).  Started again with the same command, finished (and
-diverged) runs are reused and an interrupted one resumes; ``settings.json`` refuses to mix runs
-trained with other settings in one folder.
+figure, like the paper's Figure 1(a)).  ``OUT/run.json`` records the training settings (a run
+directory of kind ``experiment:batchnorm``), ``OUT/diverged.json`` the variants whose loss became
+NaN (the engine leaves no run directory for a run that fails before its first checkpoint).
+Started again with the same command, finished and diverged variants are reused and an
+interrupted one resumes; other training settings in the same folder are refused, naming the
+keys that differ.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
 import re
 import sys
@@ -64,16 +65,8 @@ from typing import Any, Callable, Sequence
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.experiments import register_experiment
-from cnnzoo.experiments._runs import (
-    finished,
-    float_list,
-    int_list,
-    markdown_table,
-    percent,
-    run_history,
-    run_results,
-    train_once,
-)
+from cnnzoo.experiments import _runs
+from cnnzoo.experiments._runs import float_list, int_list, markdown_table, percent, run_history, run_results
 
 #: variant name prefix -> ``cnn3``'s ``norm`` option
 NORM_OF_VARIANT = {"none": "none", "bn": "bn", "bn-torch": "bn_torch"}
@@ -81,9 +74,9 @@ DEFAULT_VARIANTS = ("none", "bn", "bn-lr5x", "none-lr5x")
 #: validation top-1 levels for "steps to target", per data set (others: FALLBACK_TARGETS)
 DEFAULT_TARGETS = {"fashion-mnist": (0.80, 0.85, 0.88), "mnist": (0.97, 0.98, 0.99)}
 FALLBACK_TARGETS = (0.5, 0.6, 0.7)
-#: the settings that decide what a run trains; a folder's runs must share them
-TRAINING_SETTINGS = ("data", "lr", "momentum", "batch_size", "epochs", "limit_train", "limit_val", "limit_test",
-                     "widths", "seed")  # fmt: skip
+#: the training flags (generated from the configuration); the defaults are run_batchnorm_experiment's
+TRAINING_KEYS = ("data", "data_dir", "lr", "momentum", "batch_size", "epochs", "limit_train", "limit_val", "seed",
+                 "device", "threads")  # fmt: skip
 
 _VARIANT_PATTERN = re.compile(r"^(none|bn|bn-torch)(?:-lr(\d+(?:\.\d+)?(?:e\d+)?)x)?$")
 
@@ -189,8 +182,6 @@ def run_batchnorm_experiment(
     log: Callable[[str], None] = print,
 ) -> list[VariantResult]:
     """Run the experiment (module docstring); returns one :class:`VariantResult` per variant."""
-    from cnnzoo.data import load_dataset
-
     chosen = [parse_variant(v) for v in variants]
     if not chosen:
         raise ConfigError("give at least one variant")
@@ -200,12 +191,25 @@ def run_batchnorm_experiment(
     _check_targets(targets)
     if lr <= 0 or batch_size < 1 or epochs < 1:
         raise ConfigError(f"need lr > 0, batch size >= 1 and epochs >= 1, got {lr}, {batch_size}, {epochs}")
-    out = Path(out)
+    # what decides what a variant trains: the folder's runs must share it
     settings = dict(data=data, lr=lr, momentum=momentum, batch_size=batch_size, epochs=epochs,
                     limit_train=limit_train, limit_val=limit_val, limit_test=limit_test,
                     widths=[int(w) for w in widths], seed=seed)  # fmt: skip
-    _check_settings(out, settings)
+    from cnnzoo.train.engine import torch_threads
 
+    exp = _runs.ExperimentDir.open(out, "batchnorm", settings)
+    with torch_threads(threads):
+        results = _run_variants(exp, chosen, settings, data_dir, device, threads, log)
+    write_results(results, exp.path, targets)
+    return results
+
+
+def _run_variants(exp: _runs.ExperimentDir, chosen: Sequence[Variant], settings: dict[str, Any],
+                  data_dir: str | None, device: str, threads: int | None, log) -> list[VariantResult]:  # fmt: skip
+    from cnnzoo.data import load_dataset
+
+    data, batch_size, seed = settings["data"], settings["batch_size"], settings["seed"]
+    limit_train, limit_val, limit_test = settings["limit_train"], settings["limit_val"], settings["limit_test"]
     # one copy of the data for every variant; the whole test set unless limited (load_dataset
     # would otherwise limit the test split like the validation split)
     bundle = load_dataset(data, data_dir=data_dir, val_fraction=0.1, seed=seed, limit_train=limit_train,
@@ -219,25 +223,25 @@ def run_batchnorm_experiment(
 
     results = []
     for variant in chosen:
-        run_dir = out / variant.name
-        variant_lr = lr * variant.lr_factor
-        if not (run_dir / "diverged.json").is_file():
+        run_dir = exp / variant.name
+        variant_lr = settings["lr"] * variant.lr_factor
+        config = _variant_config(variant, variant_lr, settings, bundle)
+        if variant.name not in exp.read_json(DIVERGED_FILE, {}):
             what = f"{variant.name} ({variant.label}, lr {variant_lr:g})"
 
-            def train(resume: bool, variant=variant, run_dir=run_dir, variant_lr=variant_lr):
-                return _train_variant(variant, variant_lr, run_dir, bundle, resume, settings, device, threads, log)
+            def train(resume: bool, callbacks, variant=variant, run_dir=run_dir, config=config):
+                return _train_variant(exp, variant, config, run_dir, bundle, resume, callbacks, device, threads, log)
 
-            if not finished(run_dir):
+            if not _runs.finished(run_dir):
                 log(f"training {what}")
-            train_once(run_dir, train, log=log, what=what)
-        result = read_variant(variant, variant_lr, run_dir)
+            _runs.train_once(run_dir, train, wanted=config, log=log, what=what)
+        result = read_variant(variant, variant_lr, run_dir, exp.read_json(DIVERGED_FILE, {}).get(variant.name))
         results.append(result)
         if result.diverged:
             log(f"{variant.name}: diverged at step {result.diverged_at}")
         else:
             log(f"{variant.name}: {result.steps} steps, last val top-1 {percent(result.last_val_top1)}, "
                 f"test top-1 {percent(result.test_top1)}")
-    write_results(results, out, targets)
     return results
 
 
@@ -247,55 +251,46 @@ def _check_targets(targets: Sequence[float]) -> None:
         raise ConfigError(f"a target is a validation top-1 fraction in (0, 1], got {bad[0]}")
 
 
-def _check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse to put runs with other training settings next to the ones already in ``out``."""
-    path = out / "settings.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        changed = [k for k in TRAINING_SETTINGS if saved.get(k) != settings.get(k)]
-        if changed:
-            details = ", ".join(f"{k} {saved.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-            raise ConfigError(f"{out} holds runs trained with other settings ({details}): "
-                              "choose another --out, or delete that folder")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+#: ``OUT/diverged.json``: ``{variant: {"epoch", "batch", "step", "loss", "message"}}``
+DIVERGED_FILE = "diverged.json"
 
 
-def _train_variant(variant: Variant, lr: float, run_dir: Path, bundle, resume: bool, settings: dict[str, Any],
-                   device: str, threads: int | None, log: Callable[[str], None]):  # fmt: skip
+def _variant_config(variant: Variant, lr: float, settings: dict[str, Any], bundle) -> dict[str, Any]:
+    """The configuration keys of one variant's training (also what a finished run must match)."""
+    return dict(model="cnn3", data=bundle.name, model_kwargs={"norm": variant.norm, "widths": settings["widths"]},
+                epochs=settings["epochs"], batch_size=settings["batch_size"], lr=lr, optimizer="sgd",
+                momentum=settings["momentum"], weight_decay=0.0, schedule="constant", crop_padding=0, flip=False,
+                seed=settings["seed"])  # fmt: skip
+
+
+def _train_variant(exp: _runs.ExperimentDir, variant: Variant, config: dict[str, Any], run_dir: Path, bundle,
+                   resume: bool, callbacks, device: str, threads: int | None, log: Callable[[str], None]):  # fmt: skip
     """Train one variant; returns the engine's FitResult, or None when the loss diverged (recorded)."""
     from cnnzoo.train import TrainingDiverged, fit
 
     try:
-        return fit("cnn3", data=bundle.name, bundle=bundle, out=str(run_dir), resume=resume,
-                   model_kwargs={"norm": variant.norm, "widths": settings["widths"]},
-                   epochs=settings["epochs"], batch_size=settings["batch_size"], lr=lr, optimizer="sgd",
-                   momentum=settings["momentum"], weight_decay=0.0, schedule="constant",
-                   crop_padding=0, flip=False, seed=settings["seed"], device=device, threads=threads,
-                   progress=False, log=lambda text: log(f"  [{variant.name}] {text}"))  # fmt: skip
+        return fit(config["model"], bundle=bundle, out=str(run_dir), resume=resume, callbacks=callbacks,
+                   device=device, threads=threads, progress=False, log=lambda text: log(f"  [{variant.name}] {text}"),
+                   **{k: v for k, v in config.items() if k != "model"})  # fmt: skip
     except TrainingDiverged as exc:
-        # a result of the experiment, not a failure of it: record where, keep going
-        step = _divergence_step(str(exc), math.ceil(len(bundle.train) / settings["batch_size"]))
-        (run_dir / "diverged.json").write_text(json.dumps({"step": step, "message": str(exc)}, indent=2) + "\n")
-        log(f"  [{variant.name}] diverged at step {step}: {exc}")
+        # a result of the experiment, not a failure of it: record where (in the experiment's
+        # folder: a run that diverges before its first checkpoint leaves no run directory), keep going
+        diverged = exp.read_json(DIVERGED_FILE, {})
+        loss = exc.loss if math.isfinite(exc.loss) else str(exc.loss)  # JSON has no NaN
+        diverged[variant.name] = {"epoch": exc.epoch, "batch": exc.batch, "step": exc.step, "loss": loss,
+                                  "message": str(exc)}  # fmt: skip
+        exp.write_json(DIVERGED_FILE, diverged)
+        log(f"  [{variant.name}] diverged at step {exc.step}: {exc}")
 
 
-def _divergence_step(message: str, steps_per_epoch: int) -> int:
-    """The global step named by the engine's divergence message ("... at epoch E, batch B ...")."""
-    match = re.search(r"epoch (\d+), batch (\d+)", message)
-    if not match:
-        return 0
-    return (int(match.group(1)) - 1) * steps_per_epoch + int(match.group(2))
-
-
-def read_variant(variant: Variant, lr: float, run_dir: Path) -> VariantResult:
-    """A variant's result from its run directory: ``metrics.csv``, ``results.json``, ``diverged.json``."""
+def read_variant(variant: Variant, lr: float, run_dir: Path, diverged: dict | None = None) -> VariantResult:
+    """A variant's result from its run directory (``metrics.csv``, ``results.json``) and its divergence record."""
     result = VariantResult(variant, lr, run_dir)
     if (run_dir / "metrics.csv").is_file():
         result.history = run_history(run_dir)
-    if (run_dir / "diverged.json").is_file():
-        result.diverged_at = int(json.loads((run_dir / "diverged.json").read_text())["step"])
-    elif finished(run_dir):
+    if diverged is not None:
+        result.diverged_at = int(diverged["step"])
+    elif _runs.finished(run_dir):
         final = run_results(run_dir)
         result.test_top1 = float(final["top1"]) if final.get("split") == "test" else None
     return result
@@ -369,17 +364,16 @@ def _ratio(baseline_steps: int, steps: int) -> str:
 
 def write_results(results: Sequence[VariantResult], out: Path, targets: Sequence[float]) -> None:
     out = Path(out)
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["variant", "norm", "lr", "status", "diverged_at_step",
-                         *[f"steps_to_{100 * t:g}" for t in targets], "last_val_top1", "best_val_top1", "test_top1",
-                         "steps", "train_ms_per_step"])  # fmt: skip
-        for r in results:
-            reached = [steps_to_target(r.history, t) for t in targets]
-            writer.writerow([r.variant.name, r.variant.norm, r.lr, "diverged" if r.diverged else "finished",
-                             r.diverged_at if r.diverged else "", *["" if s is None else s for s in reached],
-                             _number(r.last_val_top1), _number(r.best_val_top1), _number(r.test_top1), r.steps,
-                             "" if r.ms_per_step is None else f"{r.ms_per_step:.1f}"])  # fmt: skip
+    header = ["variant", "norm", "lr", "status", "diverged_at_step", *[f"steps_to_{100 * t:g}" for t in targets],
+              "last_val_top1", "best_val_top1", "test_top1", "steps", "train_ms_per_step"]  # fmt: skip
+    rows = []
+    for r in results:
+        reached = [steps_to_target(r.history, t) for t in targets]
+        rows.append([r.variant.name, r.variant.norm, r.lr, "diverged" if r.diverged else "finished",
+                     r.diverged_at if r.diverged else "", *["" if s is None else s for s in reached],
+                     _number(r.last_val_top1), _number(r.best_val_top1), _number(r.test_top1), r.steps,
+                     "" if r.ms_per_step is None else f"{r.ms_per_step:.1f}"])  # fmt: skip
+    _runs.write_csv(out / "results.csv", header, rows)
     every = next((int(r.history[0]["step"]) for r in results if r.history), None)
     text = [
         f"Validation top-1 after every pass over the training subset ({every or '?'} steps); \"steps to X%\" is the",
@@ -391,7 +385,7 @@ def write_results(results: Sequence[VariantResult], out: Path, targets: Sequence
     notes = findings(results, targets)
     if notes:
         text += ["", *notes]
-    (out / "results.md").write_text("\n".join(text) + "\n")
+    _runs.write_text(out / "results.md", "\n".join(text) + "\n")
     plot_results(results, out / "batchnorm.png", targets)
 
 
@@ -401,12 +395,12 @@ def _number(value: float | None) -> str:
 
 def plot_results(results: Sequence[VariantResult], path: Path, targets: Sequence[float]) -> Path:
     """Validation top-1 and training loss against the step, one line per variant (Figure 1(a))."""
-    import matplotlib
+    with _runs.figure(path, 1, 2, figsize=(11, 4.2)) as (fig, (ax_acc, ax_loss)):
+        _draw(results, targets, fig, ax_acc, ax_loss)
+    return Path(path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+def _draw(results: Sequence[VariantResult], targets: Sequence[float], fig, ax_acc, ax_loss) -> None:
     for r in results:
         label = f"{r.variant.name}: {r.variant.label}, lr {r.lr:g}"
         if r.diverged:
@@ -428,10 +422,6 @@ def plot_results(results: Sequence[VariantResult], path: Path, targets: Sequence
         ax.grid(alpha=0.3)
     ax_acc.legend(fontsize=7)
     fig.suptitle("cnn3 with and without batch normalisation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -440,30 +430,19 @@ def plot_results(results: Sequence[VariantResult], path: Path, targets: Sequence
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist; mnist as in the paper)")
-    p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help="comma-separated: none, bn, bn-torch, each optionally -lrNx for N times --lr "
                    f"(default {','.join(DEFAULT_VARIANTS)})")  # fmt: skip
-    p.add_argument("--lr", type=float, default=0.05, help="base learning rate L, constant (default 0.05)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--batch-size", type=int, default=60, help="images per step (default 60, as in the paper)")
-    p.add_argument("--epochs", type=int, default=15,
-                   help="passes over the --limit-train images; one validation point each (default 15)")  # fmt: skip
-    p.add_argument("--limit-train", type=int, default=6000,
-                   help="train on a seeded random subset of N images, one pass per epoch "
-                   "(default 6000 = 100 steps of 60 between validation points; 0: the whole split)")  # fmt: skip
-    p.add_argument("--limit-val", type=int, default=2000, help="validation images (default 2000; 0: all)")
     p.add_argument("--limit-test", type=int, default=0, help="test images (default 0: the whole test set)")
     p.add_argument("--targets", type=float_list, default=None,
                    help="validation top-1 levels for 'steps to target', comma-separated fractions "
                    "(default 0.80,0.85,0.88 on fashion-mnist, 0.97,0.98,0.99 on mnist)")  # fmt: skip
     p.add_argument("--widths", type=int_list, default=[32, 64, 128],
                    help="filters of the three convs (default 32,64,128)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of the data split, initial weights and shuffling")
-    p.add_argument("--out", default="runs/experiment-batchnorm", help="output folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    _runs.add_training_flags(p, run_batchnorm_experiment, TRAINING_KEYS, out="runs/experiment-batchnorm", notes={
+        "data": "mnist as in the paper", "lr": "the base rate L, constant", "batch_size": "60 as in the paper",
+        "epochs": "passes over the --limit-train images, one validation point each",
+        "limit_train": "100 steps of 60 between validation points"})  # fmt: skip
 
 
 @register_experiment(
@@ -472,15 +451,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments,
 )
 def run(args: argparse.Namespace) -> int:
-    for name in ("limit_train", "limit_val", "limit_test"):
-        if getattr(args, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 (0: no limit), got {getattr(args, name)}")
-    targets = args.targets or default_targets(args.data)
+    if args.limit_test < 0:
+        raise ConfigError(f"--limit-test must be >= 0 (0: no limit), got {args.limit_test}")
+    training = _runs.training_values(args, run_batchnorm_experiment, TRAINING_KEYS)
+    targets = args.targets or default_targets(training["data"])
     results = run_batchnorm_experiment(
-        data=args.data, data_dir=args.data_dir, variants=[v for v in args.variants.split(",") if v.strip()],
-        lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
-        limit_train=args.limit_train or None, limit_val=args.limit_val or None, limit_test=args.limit_test or None,
-        targets=targets, widths=args.widths, seed=args.seed, out=args.out, device=args.device, threads=args.threads,
+        variants=[v for v in args.variants.split(",") if v.strip()], limit_test=args.limit_test or None,
+        targets=targets, widths=args.widths, out=args.out, **training,
     )  # fmt: skip
     print()
     print(format_table(results, targets))

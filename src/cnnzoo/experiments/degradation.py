@@ -32,14 +32,16 @@ validation epoch, and the parameters.  Everything goes to ``OUT`` (default
 ``results.md`` and ``results.csv`` (the table), and ``degradation.png`` in the style of
 Figure 6 (left the plain nets, right the residual ones; training error dashed, validation
 error solid, in % against the epoch).  The table is printed with a one-line verdict computed
-from the numbers.  A run that finished is reused and a run left half-way resumes, so an
-interrupted experiment continues where it stopped.
+from the numbers.  ``OUT/run.json`` records the settings (a run directory of kind ``experiment:degradation``):
+started again with the same command, a run that finished is reused and a run left half-way
+resumes, so an interrupted experiment continues where it stopped; other settings in the same
+folder are refused, naming the keys that differ.  Ctrl-C stops the experiment (exit code 130)
+after the current training saved its checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import statistics
@@ -66,6 +68,9 @@ DEFAULT_LIMIT_VAL = 1000
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LR = 0.1
+#: the training flags (generated from the configuration); the defaults are run_degradation_experiment's
+TRAINING_KEYS = ("data", "data_dir", "epochs", "limit_train", "limit_val", "batch_size", "lr", "input_size", "seed",
+                 "threads", "device")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,54 +162,48 @@ def run_degradation_experiment(
     ``limit_*`` of None (or 0) keep the whole split.  Writes the run directories, ``results.md``,
     ``results.csv`` and ``degradation.png`` into ``out``.
     """
-    from cnnzoo.data import load_dataset
-    from cnnzoo.train import fit
+    from cnnzoo.train.engine import torch_threads
 
     depths = check_depths(depths)
     recipe = paper_recipe(epochs, batch_size, lr)
     limit_train, limit_val, limit_test = (n or None for n in (limit_train, limit_val, limit_test))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # One bundle for every net: the same training subset, validation split, test images and
-    # normalisation.  (load_dataset's test limit defaults to the validation limit, so the whole
-    # test set is asked for explicitly.)
-    bundle = load_dataset(data, data_dir=data_dir, val_fraction=0.1, seed=seed, limit_train=limit_train,
-                          limit_val=limit_val, limit_test=limit_test or sys.maxsize)  # fmt: skip
-    settings = dict(recipe, data=bundle.name, seed=seed, limit_train=limit_train, limit_val=limit_val,
-                    val_fraction=0.1, input_size=list(input_size) if input_size else None,
-                    channels_last=True, device=device, threads=threads, progress=False)  # fmt: skip
+    # what every net is trained with: the folder's runs must share it
+    common = dict(recipe, seed=seed, limit_train=limit_train, limit_val=limit_val, val_fraction=0.1,
+                  input_size=list(input_size) if input_size else None, channels_last=True)  # fmt: skip
+    exp = _runs.ExperimentDir.open(out, "degradation", dict(common, data=data, limit_test=limit_test))
     models = [f"{kind}{depth}" for depth in depths for kind in KINDS]
-    log(f"degradation: {', '.join(models)} on {bundle.name} ({len(bundle.train)} train, "
-        f"{len(bundle.val) if bundle.val is not None else 0} val, {len(bundle.test) if bundle.test is not None else 0} "
-        f"test images), {epochs} epochs of batch {batch_size}, lr {lr} /10 at epochs "
-        f"{recipe['milestones'][0]:g} and {recipe['milestones'][1]:g}")  # fmt: skip
-    for model in models:
-        run_dir = out / model
-        if _runs.finished(run_dir):
-            _check_same_settings(run_dir, dict(settings, model=model))
-
-        def train(resume: bool, model=model, run_dir=run_dir):
-            return fit(model, bundle=bundle, out=str(run_dir), resume=resume, verbose=True,
-                log=lambda text: log(f"  [{model}] {text}"), **settings)  # fmt: skip
-
-        _runs.train_once(run_dir, train, log=log, what=model)
-    rows = [row_from_run(out / model) for model in models]
-    write_results(rows, out, {row.model: _runs.run_history(out / row.model) for row in rows})
+    with torch_threads(threads):
+        _train_all(exp, models, common, data, data_dir, limit_test, device, threads, log)
+    rows = [row_from_run(exp / model) for model in models]
+    write_results(rows, exp.path, {row.model: _runs.run_history(exp / row.model) for row in rows})
     return rows
 
 
-def _check_same_settings(run_dir: Path, settings: dict) -> None:
-    """A finished run is reused only if it was trained with the settings asked for now."""
-    from cnnzoo.train.config import check_keys, differing_keys, read_config
+def _train_all(exp: _runs.ExperimentDir, models: Sequence[str], common: dict, data: str, data_dir: str | None,
+               limit_test: int | None, device: str, threads: int | None, log: Callable[[str], None]) -> None:  # fmt: skip
+    from cnnzoo.data import load_dataset
+    from cnnzoo.train import fit
 
-    saved = read_config(run_dir / "config.yaml")
-    # None values too: a run trained on 4,000 images must not stand for one asked on all of them
-    wanted = check_keys(settings, "option")
-    changed = differing_keys(saved, wanted)
-    if changed:
-        details = ", ".join(f"{k} {getattr(saved, k)!r} -> {wanted[k]!r}" for k in changed)
-        raise ConfigError(f"{run_dir} holds a finished run trained otherwise ({details}): "
-                          "choose another --out, or delete it to train again")  # fmt: skip
+    # One bundle for every net: the same training subset, validation split, test images and
+    # normalisation.  (load_dataset's test limit defaults to the validation limit, so the whole
+    # test set is asked for explicitly.)
+    bundle = load_dataset(data, data_dir=data_dir, val_fraction=0.1, seed=common["seed"],
+                          limit_train=common["limit_train"], limit_val=common["limit_val"],
+                          limit_test=limit_test or sys.maxsize)  # fmt: skip
+    milestones = common["milestones"]
+    log(f"degradation: {', '.join(models)} on {bundle.name} ({len(bundle.train)} train, "
+        f"{len(bundle.val) if bundle.val is not None else 0} val, {len(bundle.test) if bundle.test is not None else 0} "
+        f"test images), {common['epochs']} epochs of batch {common['batch_size']}, lr {common['lr']} /10 at epochs "
+        f"{milestones[0]:g} and {milestones[1]:g}")  # fmt: skip
+    for model in models:
+        config = dict(common, model=model, data=bundle.name)
+
+        def train(resume: bool, callbacks, model=model):
+            return fit(model, bundle=bundle, out=str(exp / model), resume=resume, callbacks=callbacks, verbose=True,
+                       device=device, threads=threads, progress=False, log=lambda text: log(f"  [{model}] {text}"),
+                       data=bundle.name, **common)  # fmt: skip
+
+        _runs.train_once(exp / model, train, wanted=config, log=log, what=model)
 
 
 def row_from_run(run_dir: Path) -> DegradationRow:
@@ -290,18 +289,15 @@ CSV_HEADER = ("model", "kind", "depth", "final_train_error", "best_val_error", "
 def write_results(rows: Sequence[DegradationRow], out: Path, histories: Mapping[str, list[dict]]) -> None:
     """``results.md`` (table and verdict), ``results.csv`` and ``degradation.png`` in ``out``."""
     out = Path(out)
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_HEADER)
-        for r in _ordered(rows):
-            writer.writerow([r.model, r.kind, r.depth, _number(r.final_train_error), _number(r.best_val_error),
-                             "" if r.best_epoch is None else r.best_epoch, _number(r.test_error), r.params,
-                             r.epochs, f"{r.images_per_s:.1f}", f"{r.seconds:.1f}"])  # fmt: skip
+    _runs.write_csv(out / "results.csv", CSV_HEADER, [
+        [r.model, r.kind, r.depth, _number(r.final_train_error), _number(r.best_val_error),
+         "" if r.best_epoch is None else r.best_epoch, _number(r.test_error), r.params, r.epochs,
+         f"{r.images_per_s:.1f}", f"{r.seconds:.1f}"] for r in _ordered(rows)])  # fmt: skip
     line = verdict({r.model: r.final_train_error for r in rows})
     note = ("Training error: the last epoch's, measured during that epoch in train mode with augmentation "
             "(as the thin curves of He et al. 2016, Figure 6). Test error: with the weights of the best "
             "validation epoch.")  # fmt: skip
-    (out / "results.md").write_text(f"{format_table(rows)}\n\n{line}\n\n{note}\n")
+    _runs.write_text(out / "results.md", f"{format_table(rows)}\n\n{line}\n\n{note}\n")
     plot_figure6(histories, out / "degradation.png")
 
 
@@ -315,15 +311,16 @@ def plot_figure6(histories: Mapping[str, list[dict]], path: Path) -> Path:
     Training error dashed, validation error solid (the paper draws its test error solid; here
     the test split is only measured once, at the end), one colour per depth.
     """
-    import matplotlib
+    with _runs.figure(path, 1, 2, dpi=110, figsize=(11, 4.2), sharey=True) as (fig, axes):
+        _draw_figure6(histories, fig, axes)
+    return Path(path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _draw_figure6(histories: Mapping[str, list[dict]], fig, axes) -> None:
     from matplotlib.ticker import MaxNLocator
 
     depths = sorted({int(name[len(k):]) for name in histories for k in KINDS if name.startswith(k)})
     colours = dict(zip(depths, ("tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, kind in zip(axes, KINDS):
         for depth in depths:
             rows = histories.get(f"{kind}{depth}")
@@ -342,10 +339,6 @@ def plot_figure6(histories: Mapping[str, list[dict]], path: Path) -> Path:
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
     fig.suptitle("training error (dashed) and validation error (solid), after He et al. 2016, Figure 6")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -354,26 +347,13 @@ def plot_figure6(histories: Mapping[str, list[dict]], path: Path) -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist; cifar10 is the paper's)")
-    p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--depths", type=_runs.int_list, default=list(DEFAULT_DEPTHS),
                    help="comma-separated depths, each with a plain and a residual net: 20, 32, 44, 56, 110 "
                    "(default 20,56)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help=f"epochs of every net; the lr drops /10 at 50%% and 75%% of them (default {DEFAULT_EPOCHS})")
-    p.add_argument("--limit-train", type=int, default=DEFAULT_LIMIT_TRAIN,
-                   help=f"training images, a seeded subset; 0 for all (default {DEFAULT_LIMIT_TRAIN})")
-    p.add_argument("--limit-val", type=int, default=DEFAULT_LIMIT_VAL,
-                   help="validation images, carved from the training set; 0 for all 10%% "
-                   f"(default {DEFAULT_LIMIT_VAL})")  # fmt: skip
     p.add_argument("--limit-test", type=int, default=0, help="test images; 0 for the whole test set (default)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="default 128, the paper's")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="initial SGD learning rate (default 0.1, the paper's)")
-    p.add_argument("--input-size", help="HxW or N fed to the nets (default: the data's own size, 28 for Fashion-MNIST)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data subset and of the initialisation (default 0)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--out", default="runs/experiment-degradation", help="output folder")
+    _runs.add_training_flags(p, run_degradation_experiment, TRAINING_KEYS, out="runs/experiment-degradation", notes={
+        "data": "cifar10 is the paper's", "epochs": "the lr drops /10 at 50%% and 75%% of them",
+        "limit_val": "carved from the training set", "batch_size": "the paper's", "lr": "the paper's"})  # fmt: skip
 
 
 @register_experiment(
@@ -382,18 +362,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments,
 )
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.train.config import parse_input_size
-
-    for flag in ("limit_train", "limit_val", "limit_test"):
-        if getattr(args, flag) < 0:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
-    rows = run_degradation_experiment(
-        data=args.data, data_dir=args.data_dir, depths=args.depths, epochs=args.epochs,
-        limit_train=args.limit_train, limit_val=args.limit_val, limit_test=args.limit_test,
-        batch_size=args.batch_size, lr=args.lr,
-        input_size=parse_input_size(args.input_size) if args.input_size else None,
-        seed=args.seed, threads=args.threads, device=args.device, out=args.out,
-    )  # fmt: skip
+    if args.limit_test < 0:
+        raise ConfigError(f"--limit-test must be >= 0, got {args.limit_test}")
+    training = _runs.training_values(args, run_degradation_experiment, TRAINING_KEYS)
+    rows = run_degradation_experiment(depths=args.depths, limit_test=args.limit_test, out=args.out, **training)
     print()
     print(format_table(rows))
     print()

@@ -48,14 +48,15 @@ about 1.6 times the GAP net's training.  Scale up with ``--limit-train 0`` (all 
 Everything goes into ``--out`` (default ``runs/experiment-gap-sizes``): one run directory per
 training, ``results.md`` (the table and a one-line answer computed from the numbers),
 ``results.csv`` (one row per net and size) and ``gap_sizes.png`` (test top-1 and the feature
-map's side against the input size).  Trained runs are reused when the experiment is run again
-with the same settings, and their evaluations too (``sizes.json`` in each run directory).
+map's side against the input size).  ``OUT/run.json`` records the training settings (a run directory of kind
+``experiment:gap-sizes``): the experiment run again with the same settings reuses the trained
+runs and their evaluations (``sizes.json`` in each run directory) and resumes an interrupted
+training; other settings in the same folder are refused, naming the keys that differ.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import time
@@ -65,14 +66,15 @@ from typing import Callable, Sequence
 
 from cnnzoo.errors import CnnzooError, ConfigError
 from cnnzoo.experiments import register_experiment
-from cnnzoo.experiments._runs import ExperimentInterrupted, markdown_table, percent, train_once
+from cnnzoo.experiments import _runs
+from cnnzoo.experiments._runs import markdown_table, percent
 
 DEFAULT_SCALES = "0.5x,0.75x,1x,1.25x,1.5x,2x"
 #: data sets of photographs (stored or cropped at 224x224): the ImageNet-sized nets by default
 PHOTO_DATA = ("flowers17", "flowers102", "imagefolder", "imagenet")
-#: the training settings a reused run must have been trained with (keys of config.yaml)
-REUSE_KEYS = ("model", "data", "epochs", "batch_size", "optimizer", "lr", "grad_clip", "seed", "input_size",
-              "limit_train", "limit_val")
+#: the training flags (generated from the configuration); the defaults are run_gap_sizes_experiment's
+TRAINING_KEYS = ("data", "data_dir", "input_size", "epochs", "limit_train", "limit_val", "batch_size", "optimizer",
+                 "lr", "grad_clip", "seed", "device", "threads")  # fmt: skip
 
 Size = tuple[int, int]
 
@@ -214,11 +216,9 @@ def run_gap_sizes_experiment(
     log: Callable[[str], None] = print,
 ) -> list[SizeResult]:
     """Run the experiment (module docstring); returns one :class:`SizeResult` per net and size."""
-    import torch
-
     from cnnzoo.data import load_dataset
     from cnnzoo.registry import model_info
-    from cnnzoo.train.engine import resolve_device
+    from cnnzoo.train.engine import resolve_device, torch_threads
 
     photos = data.split(":", 1)[0].strip().lower() in PHOTO_DATA
     model = model or ("nin" if photos else "nin_cifar")
@@ -238,95 +238,65 @@ def run_gap_sizes_experiment(
         raise ConfigError(f"--multi-scale needs at least two eval sizes that {model} takes; it takes "
                           f"{', '.join(map(size_label, multi_sizes)) or 'none'} of them")  # fmt: skip
     resolve_device(device)  # --device cuda without a GPU: one line, before the data loads
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    bundle = load_dataset(data, data_dir=data_dir, val_fraction=0.1, seed=seed, limit_train=limit_train,
-                          limit_val=limit_val, limit_test=limit_test)  # fmt: skip
-    if bundle.test is None or len(bundle.test) == 0:
-        raise ConfigError(f"{bundle.name} has no test split to evaluate at several sizes")
-    log(f"{bundle.name}: {len(bundle.train)} training, {len(bundle.val) if bundle.val else 0} validation, "
-        f"{len(bundle.test)} test images; eval sizes {', '.join(map(size_label, sizes))}")  # fmt: skip
-
-    def net(variant: str, name: str, size: Size) -> Net:
-        return Net(variant, name, size, out / f"{variant.replace('-', '')}-{name}-{size_label(size)}-seed{seed}")
-
-    nets = [net("gap", model, train_size)]
-    if multi_scale:
-        nets.append(net("multi-scale", model, train_size))
-    nets.append(net("fixed", fixed_model, fixed_size))
-
     # NIN has no batch normalisation, and a few hundred steps is all a CPU budget buys.  Measured on
     # Fashion-MNIST: SGD at lr 0.02 without clipping left nin_cifar at chance (dead ReLUs); with the
     # gradient norm clipped at 2 it learns, and AdamW (lr 1e-3, clipped) learns fastest.
-    settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, grad_clip=grad_clip,
-                    seed=seed, limit_train=limit_train, limit_val=limit_val, data_dir=data_dir, device=device,
-                    threads=threads, progress=False)  # fmt: skip
-    results: list[SizeResult] = []
-    for net in nets:
-        _train(net, bundle, settings, multi_sizes if net.variant == "multi-scale" else None, log)
-        results += _measure(net, bundle, sizes, train_size, device, seed, log)
-    write_results(results, out, describe_setup(bundle, epochs, nets))
+    training = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, grad_clip=grad_clip,
+                    limit_train=limit_train, limit_val=limit_val)  # fmt: skip
+    # the nets' names hold the model, the size and the seed; the rest must be shared by the folder's runs
+    settings = dict(training, data=data)
+    if multi_scale:  # the engine cannot see the sizes the multi-scale net's hook draws from
+        settings["multi_scale_sizes"] = [list(s) for s in multi_sizes]
+    exp = _runs.ExperimentDir.open(out, "gap-sizes", settings)
+    with torch_threads(threads):
+        bundle = load_dataset(data, data_dir=data_dir, val_fraction=0.1, seed=seed, limit_train=limit_train,
+                              limit_val=limit_val, limit_test=limit_test)  # fmt: skip
+        if bundle.test is None or len(bundle.test) == 0:
+            raise ConfigError(f"{bundle.name} has no test split to evaluate at several sizes")
+        log(f"{bundle.name}: {len(bundle.train)} training, {len(bundle.val) if bundle.val else 0} validation, "
+            f"{len(bundle.test)} test images; eval sizes {', '.join(map(size_label, sizes))}")  # fmt: skip
+
+        def net(variant: str, name: str, size: Size) -> Net:
+            return Net(variant, name, size, exp / f"{variant.replace('-', '')}-{name}-{size_label(size)}-seed{seed}")
+
+        nets = [net("gap", model, train_size)]
+        if multi_scale:
+            nets.append(net("multi-scale", model, train_size))
+        nets.append(net("fixed", fixed_model, fixed_size))
+        config = dict(training, data=bundle.name, seed=seed)
+        results: list[SizeResult] = []
+        for net in nets:
+            _train(net, bundle, config, dict(data_dir=data_dir, device=device, threads=threads),
+                   multi_sizes if net.variant == "multi-scale" else None, log)  # fmt: skip
+            results += _measure(net, bundle, sizes, train_size, device, seed, log)
+    write_results(results, exp.path, describe_setup(bundle, epochs, nets))
     return results
 
 
-def _train(net: Net, bundle, settings: dict, multi_sizes: list[Size] | None, log) -> None:
+def _train(net: Net, bundle, config: dict, execution: dict, multi_sizes: list[Size] | None, log) -> None:
     """Train ``net`` into its run directory, unless a finished run with the same settings is there."""
     from cnnzoo.registry import create_model
     from cnnzoo.train import fit
 
-    expected = dict(model=net.model, data=bundle.name, input_size=list(net.train_size),
-                    **{k: settings[k] for k in REUSE_KEYS if k in settings})  # fmt: skip
-    _check_reusable(net.run_dir, expected, multi_sizes)
+    wanted = dict(config, model=net.model, input_size=list(net.train_size))
+    what = f"{net.variant} net {net.model} at {size_label(net.train_size)}"
+    if multi_sizes:
+        what += f", each batch rescaled to one of {', '.join(map(size_label, multi_sizes))}"
 
-    def train(resume: bool) -> None:
-        what = f"{net.variant} net {net.model} at {size_label(net.train_size)}"
-        if multi_sizes:
-            what += f", each batch rescaled to one of {', '.join(map(size_label, multi_sizes))}"
+    def train(resume: bool, callbacks):
         log(f"training the {what}")
         target: object = net.model
+        record = {}
         if multi_sizes:
             # The engine feeds every batch at one size; the hook rescales it before the net sees it.
             module = create_model(net.model, num_classes=len(bundle.classes), in_chans=bundle.in_chans)
             module.register_forward_pre_hook(RandomRescale(multi_sizes))
             target = module
-            net.run_dir.mkdir(parents=True, exist_ok=True)
-            (net.run_dir / "multiscale.json").write_text(json.dumps({"sizes": [list(s) for s in multi_sizes]}))
-        result = fit(target, data=bundle.name, bundle=bundle, out=str(net.run_dir),
-                     input_size=list(net.train_size), resume=resume, log=log, **settings)  # fmt: skip
-        if result.status != "completed":  # Ctrl-C or SIGTERM: the engine saved a checkpoint
-            raise ExperimentInterrupted(f"{what}: training {result.status}; run the same command again to "
-                                        "continue where it stopped", result.exit_code)  # fmt: skip
+            record = {"multiscale_sizes": [list(s) for s in multi_sizes]}
+        return fit(target, bundle=bundle, out=str(net.run_dir), resume=resume, callbacks=callbacks, log=log,
+                   record=record, progress=False, **execution, **{k: v for k, v in wanted.items() if k != "model"})
 
-    train_once(net.run_dir, train, log=log, what=f"{net.variant} net {net.model}")
-
-
-def _check_reusable(run_dir: Path, expected: dict, multi_sizes: list[Size] | None) -> None:
-    """A run left by an earlier call must have been trained as this call would train it."""
-    from cnnzoo.experiments._runs import finished
-    from cnnzoo.train.config import read_config, to_dict
-
-    changed = []
-    sizes_file = run_dir / "multiscale.json"
-    if multi_sizes and sizes_file.is_file():  # finished or not: the engine cannot see the hook's sizes
-        recorded = json.loads(sizes_file.read_text())["sizes"]
-        if recorded != [list(s) for s in multi_sizes]:
-            changed.append(f"multi-scale sizes {recorded} (now {[list(s) for s in multi_sizes]})")
-    if finished(run_dir):  # an unfinished run is compared by the engine's resume
-        saved = to_dict(read_config(run_dir / "config.yaml"))
-        changed += [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in expected.items() if not _same(saved.get(k), v)]
-    if changed:
-        raise ConfigError(f"{run_dir} was trained with other settings: {', '.join(changed)}; "
-                          "give another --out or delete that directory")  # fmt: skip
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b))
-    return a == b
+    _runs.train_once(net.run_dir, train, wanted=wanted, log=log, what=f"{net.variant} net {net.model}")
 
 
 def _refusal(info, size: Size) -> str | None:
@@ -378,7 +348,7 @@ def _measure(net: Net, bundle, sizes: list[Size], gap_train_size: Size, device: 
         else:
             result = _run_at(model, info, loader, first_image, size, scale, net, len(bundle.classes), dev, refusal)
             cache["sizes"][size_label(size)] = asdict(result)
-            cache_file.write_text(json.dumps(cache, indent=1))
+            _runs.write_text(cache_file, json.dumps(cache, indent=1))
         results.append(result)
         shown = percent(result.top1) if result.status == "ok" else f"{result.status}: {result.reason}"
         took = " (from sizes.json)" if cached is not None else f" ({time.perf_counter() - start:.0f} s)"
@@ -536,20 +506,17 @@ def notes(results: Sequence[SizeResult]) -> list[str]:
 
 def write_results(results: Sequence[SizeResult], out: Path, setup: str) -> None:
     out = Path(out)
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["variant", "model", "input", "scale", "status", "test_top1", "feature_map",
-                         "classifier_input", "reason", "registry_error"])  # fmt: skip
-        for r in results:
-            writer.writerow([r.variant, r.model, r.label, f"{r.scale:g}", r.status,
-                             "" if r.top1 is None else f"{r.top1:.4f}", _shape(r.feature_map),
-                             r.head_input or "", r.reason, r.registry_error])  # fmt: skip
+    header = ["variant", "model", "input", "scale", "status", "test_top1", "feature_map", "classifier_input", "reason",
+              "registry_error"]  # fmt: skip
+    _runs.write_csv(out / "results.csv", header, [
+        [r.variant, r.model, r.label, f"{r.scale:g}", r.status, "" if r.top1 is None else f"{r.top1:.4f}",
+         _shape(r.feature_map), r.head_input or "", r.reason, r.registry_error] for r in results])  # fmt: skip
     text = f"# Does global average pooling take any input size?\n\n{setup}.\n\n{format_table(results)}\n\n"
     text += f"**Answer:** {answer(results)}.\n"
     extra = notes(results)
     if extra:
         text += "\n" + "\n".join(f"- {line}" for line in extra) + "\n"
-    (out / "results.md").write_text(text)
+    _runs.write_text(out / "results.md", text)
     plot_results(results, out / "gap_sizes.png")
 
 
@@ -558,12 +525,12 @@ PLOT_LABELS = {"gap": " (GAP)", "multi-scale": " (GAP, multi-scale)"}
 
 def plot_results(results: Sequence[SizeResult], path: Path) -> Path:
     """Test top-1 against the input side (cannot-run sizes marked), and the feature map's side."""
-    import matplotlib
+    with _runs.figure(path, 1, 2, figsize=(11, 4)) as (fig, (ax, ax_map)):
+        _draw(results, ax, ax_map)
+    return Path(path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+def _draw(results: Sequence[SizeResult], ax, ax_map) -> None:
     colours = {"gap": "tab:blue", "multi-scale": "tab:green", "fixed": "tab:red"}
     for variant in ("gap", "multi-scale", "fixed"):
         rows = [r for r in results if r.variant == variant]
@@ -589,10 +556,6 @@ def plot_results(results: Sequence[SizeResult], path: Path) -> Path:
         axis.legend(fontsize=8)
     ax.set(ylabel="test top-1 (%)", title="one set of weights, test images rescaled", ylim=(-3, 103))
     ax_map.set(ylabel="last feature map side", title="the last feature map grows with the input")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -600,42 +563,20 @@ def plot_results(results: Sequence[SizeResult], path: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 
 
-def _limit(value: int | None) -> int | None:
-    """0 means no limit (the whole split)."""
-    if value is None or value == 0:
-        return None
-    if value < 0:
-        raise ConfigError(f"a limit is a number of images (0: all), got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist; e.g. cifar10, flowers17)")
-    p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--model", help="the GAP net (default nin_cifar; nin for flowers17/flowers102/image folders)")
     p.add_argument("--fixed-model",
                    help="the net with a fixed fully connected head (default lenet5; zfnet for photographs)")
-    p.add_argument("--input-size",
-                   help="the GAP net's training size, N or HxW (default: the model's, 32 for nin_cifar)")
     p.add_argument("--eval-sizes", default=DEFAULT_SCALES,
                    help=f"sizes to test at, comma-separated: scales of the training size (Nx) or sides in pixels "
                    f"(default {DEFAULT_SCALES})")  # fmt: skip
     p.add_argument("--multi-scale", action="store_true",
                    help="also train the GAP net on batches rescaled to random eval sizes (costs ~1.6x the GAP run)")
-    p.add_argument("--epochs", type=int, default=4, help="epochs of every training (default 4)")
-    p.add_argument("--limit-train", type=int, default=5000, help="training images, 0 = all (default 5000)")
-    p.add_argument("--limit-val", type=int, default=500, help="validation images, 0 = all (default 500)")
     p.add_argument("--limit-test", type=int, default=2000, help="test images, 0 = all (default 2000)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
-    p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"),
-                   help="adamw (default) or sgd (momentum 0.9); cosine schedule either way")
-    p.add_argument("--lr", type=float, default=0.001, help="learning rate (default 0.001; try 0.02 with sgd)")
-    p.add_argument("--grad-clip", type=float, default=2.0,
-                   help="clip the gradient norm to this, 0 = no clipping (default 2; NIN has no batch norm)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/experiment-gap-sizes", help="output folder")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    _runs.add_training_flags(p, run_gap_sizes_experiment, TRAINING_KEYS, out="runs/experiment-gap-sizes", notes={
+        "input_size": "the GAP net's training size; default: the model's, 32 for nin_cifar",
+        "optimizer": "a cosine schedule either way", "lr": "try 0.02 with sgd",
+        "grad_clip": "NIN has no batch norm"})  # fmt: skip
 
 
 @register_experiment(
@@ -644,15 +585,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments,
 )
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.train.config import parse_input_size
-
+    if args.limit_test < 0:
+        raise ConfigError(f"--limit-test must be >= 0 (0: all), got {args.limit_test}")
+    training = _runs.training_values(args, run_gap_sizes_experiment, TRAINING_KEYS)
     results = run_gap_sizes_experiment(
-        data=args.data, data_dir=args.data_dir, model=args.model, fixed_model=args.fixed_model,
-        input_size=tuple(parse_input_size(args.input_size)) if args.input_size else None,
-        eval_sizes=args.eval_sizes, multi_scale=args.multi_scale, epochs=args.epochs,
-        limit_train=_limit(args.limit_train), limit_val=_limit(args.limit_val), limit_test=_limit(args.limit_test),
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, grad_clip=args.grad_clip or None,
-        seed=args.seed, out=args.out, device=args.device, threads=args.threads,
+        model=args.model, fixed_model=args.fixed_model, eval_sizes=args.eval_sizes, multi_scale=args.multi_scale,
+        limit_test=args.limit_test or None, out=args.out, **training,
     )  # fmt: skip
     print()
     print(format_table(results))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,24 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     dev = resolve_device(device)
     model.to(dev).eval()
     return LoadedRun(run_dir, model, meta, config, dev, tag)
+
+
+def model_or_run(text: str, options: list[str] | None = None):
+    """A command's model argument: a registered name (with checked ``-o`` options) or a run directory.
+
+    Returns ``(model, default_input_size, options)``: the name or the run's rebuilt model, the
+    input ``(C, H, W)`` to analyse it at, and the builder options for a name.
+    """
+    from cnnzoo.modelspec import check_options, parse_option_pairs
+    from cnnzoo.registry import model_info
+
+    if Path(text).is_dir() or (os.sep in text and not text.startswith(("torchvision:", "timm:"))):
+        if options:
+            raise ConfigError(f"-o applies to a model name; {text} is a run directory, rebuilt as it was trained")
+        run = load_run(text, device="cpu")
+        return run.model, (int(run.meta["in_chans"]), *map(int, run.meta["input_size"])), {}
+    info = model_info(text)
+    return text, tuple(info.input_size), check_options(text, parse_option_pairs(options or []))
 
 
 @dataclass

@@ -11,18 +11,35 @@ fits them to another number of classes or input channels, and ``cnnzoo finetune`
 all of it and trains (:mod:`cnnzoo.transfer.commands`).
 """
 
-from cnnzoo.transfer.adapt import adapt_conv_weight, adapt_in_chans, adapt_num_classes
-from cnnzoo.transfer.prepare import MODES, NewFC, TransferPlan, prepare, trainable_parameters
-from cnnzoo.transfer.units import model_units
+import sys
+import types
+from importlib import import_module
 
-__all__ = [
-    "MODES",
-    "NewFC",
-    "TransferPlan",
-    "adapt_conv_weight",
-    "adapt_in_chans",
-    "adapt_num_classes",
-    "model_units",
-    "prepare",
-    "trainable_parameters",
-]
+# imported on first use, so that ``cnnzoo.transfer.commands`` (the command line) loads without torch
+_LAZY = {
+    "adapt_conv_weight": "adapt", "adapt_in_chans": "adapt", "adapt_num_classes": "adapt",
+    "MODES": "prepare", "NewFC": "prepare", "TransferPlan": "prepare", "prepare": "prepare",
+    "trainable_parameters": "prepare", "model_units": "units", "load_source": "sources",
+}  # fmt: skip
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """Keeps ``cnnzoo.transfer.prepare`` the function when the submodule of that name is imported."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return  # the import system binding a submodule: the package's name stays the function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -18,11 +18,6 @@ from typing import Any, Callable
 from cnnzoo.errors import ConfigError
 from cnnzoo.train.commands import add_training_flags, train_overrides
 
-try:  # the command line builds its parser without torch; the callback base comes with training
-    from cnnzoo.train.trainer import Callback
-except ImportError:  # pragma: no cover
-    Callback = object
-
 
 def finetune(
     source: str,
@@ -111,20 +106,21 @@ def finetune(
     fit_overrides.update(input_size=list(input_size))
     if not config.out and not config.resume:
         fit_overrides["out"] = str(default_path(name, mode, config.data))
-    summary = _SummaryFile(net, (bundle.in_chans, *input_size), say)
+    summary = _summary_callback(net, (bundle.in_chans, *input_size), say)
     return fit(net, data_name, recipe=recipe, verbose=verbose, log=log, bundle=bundle, kind="finetune",
                record=record, callbacks=[summary], **fit_overrides)
 
 
-class _SummaryFile(Callback):
-    """``summary.txt``: the per-layer table with its trainable column, written when the run starts."""
+def _summary_callback(model, input_size, say):
+    """A callback writing ``summary.txt`` (the per-layer table with its trainable column) when the run starts."""
+    from cnnzoo.train.trainer import Callback  # torch: not at import time (the command line stays quick)
 
-    def __init__(self, model, input_size, say) -> None:
-        self.model, self.input_size, self.say = model, input_size, say
+    class SummaryFile(Callback):
+        def on_fit_start(self, trainer) -> None:
+            if trainer.is_main and not (trainer.run / "summary.txt").exists():
+                _write_summary(model, input_size, trainer.run, say)
 
-    def on_fit_start(self, trainer) -> None:
-        if trainer.is_main and not (trainer.run / "summary.txt").exists():
-            _write_summary(self.model, self.input_size, trainer.run, self.say)
+    return SummaryFile()
 
 
 def _write_summary(model, input_size, run, say) -> None:
