@@ -179,3 +179,32 @@ def test_package_functions_are_not_shadowed_by_submodules():
     for name in train_package.__all__:
         assert not isinstance(getattr(train_package, name), type(engine)), name
     assert train_package.evaluate is engine.evaluate and train_package.fit is engine.fit
+
+
+def test_eval_applies_the_runs_tta_and_names_the_checkpoint_it_loaded(tmp_path, capsys):
+    out = tmp_path / "tta-run"
+    fit("lenet5", data=SYN, epochs=1, batch_size=32, tta_flip=True, out=str(out), progress=False, verbose=False)
+    results = json.loads((out / "results.json").read_text())
+    assert cli.main(["eval", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "flip TTA" in printed and "best checkpoint" in printed
+    assert _pct(printed, "top-1") == pytest.approx(100 * results["top1"], abs=0.01)
+    assert cli.main(["eval", str(out), "--no-tta"]) == 0
+    assert "flip TTA" not in capsys.readouterr().out
+    # a run without a best checkpoint: the last one is used, and called so
+    for suffix in (".safetensors", ".state.pt"):
+        (out / f"best{suffix}").unlink()
+    assert cli.main(["eval", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "last checkpoint" in printed and "best checkpoint" not in printed
+
+
+def test_predict_refuses_a_decompression_bomb(trained_run, tmp_path, monkeypatch, capsys):
+    # a real bomb is a few kB that decode to gigapixels; a low limit makes a small image one
+    Image.new("L", (64, 64)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for pixels in (1000, 3000):  # above the limit (a warning in Pillow) and above twice it (an error)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pixels)
+        assert cli.main(["predict", str(trained_run), str(tmp_path / "bomb.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "refusing image" in err and "Traceback" not in err

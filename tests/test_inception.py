@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import cnnzoo
-from cnnzoo.errors import CnnzooError, ConfigError, InputSizeError
+from cnnzoo.errors import InputSizeError
 from cnnzoo.layers.inception import (
     Inception,
     InceptionNaive,
@@ -24,7 +24,6 @@ from cnnzoo.layers.inception import (
 from cnnzoo.layers.separable import SeparableConv2d
 from cnnzoo.models.bn_inception import BN_INCEPTION_TABLE
 from cnnzoo.models.googlenet import INCEPTION_TABLE
-from cnnzoo.weights import convert, supported_conversions
 from zoo_helpers import count_params
 
 INCEPTION_NAMES = [
@@ -370,8 +369,9 @@ def test_xception_table3_params():
 
 
 def _compare(reference: nn.Module, ours: nn.Module, source: str, name: str, x: torch.Tensor) -> None:
+    """cnnzoo names its modules like the reference, so the reference's state dict loads as it is."""
     reference = _randomize(reference).eval()
-    ours.load_state_dict(convert(reference.state_dict(), source=source, model=name), strict=True)
+    ours.load_state_dict(reference.state_dict(), strict=True)
     ours.eval()
     with torch.no_grad():
         expected, got = reference(x), ours(x)
@@ -419,19 +419,9 @@ def test_matches_timm(timm_name, name):
     _compare(ref, ours, "timm", timm_name, torch.randn(1, 3, 107, 107))
 
 
-def test_convert_timm_inception_v3_without_aux_head():
+def test_timm_inception_v3_loads_without_the_aux_head():
     timm = pytest.importorskip("timm")
     ref = timm.create_model("inception_v3", pretrained=False)
     ours = cnnzoo.create_model("inception_v3", aux_logits=False)
-    ours.load_state_dict(convert(ref.state_dict(), source="timm", model="inception_v3"), strict=True)
+    ours.load_state_dict(ref.state_dict(), strict=True)
     assert torch.equal(ours.Mixed_7c.branch_pool.conv.weight, ref.Mixed_7c.branch_pool.conv.weight)
-
-
-def test_convert_rejects_unknown_pairs():
-    assert ("timm", "xception", "legacy_xception") in supported_conversions()
-    with pytest.raises(ConfigError, match="unknown weight source"):
-        convert({}, source="caffe", model="googlenet")
-    with pytest.raises(ConfigError, match="no conversion from timm"):
-        convert({}, source="timm", model="googlenet")
-    with pytest.raises(CnnzooError):
-        convert([1, 2], source="timm", model="inception_v4")

@@ -225,7 +225,8 @@ class RunDir:
         except OSError as exc:
             self.abandon()
             raise OutputDirError(f"cannot write to output directory {self.path}: {exc.strerror or exc}") from None
-        full = {"format": FORMAT, "kind": self.kind, **(self.record or {}), **record, "kind": self.kind}
+        full = {"format": FORMAT, **(self.record or {}), **record}
+        full["kind"] = self.kind
         self.write_json(RUN_FILE, full)
 
     def abandon(self) -> None:

@@ -7,7 +7,6 @@ names, channels, input size and normalisation the net was trained with) and the 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field

@@ -226,11 +226,9 @@ def _from_timm(spec: str) -> Source:
         raise SourceError(f"{spec}: cannot load timm's pretrained weights ({_one_line(exc)})") from None
     base = name.split(".")[0]
     ours = TIMM_NAMES.get(base, base)
+    # cnnzoo names the modules of the nets timm ships like timm does (tests/test_inception.py
+    # loads timm's state dicts strictly): no renaming
     state = clean_state_dict(model.state_dict(), spec)
-    from cnnzoo.weights import KEY_MAPPINGS, convert
-
-    if ("timm", ours) in KEY_MAPPINGS:
-        state = dict(convert(state, "timm", ours))
     return Source(spec, "timm", state, model_name=ours)
 
 
