@@ -119,7 +119,7 @@ def test_experiment_on_tiny_data(tmp_path, monkeypatch):
                     limit_train=None, limit_val=None, widths=(4, 8, 8), targets=(0.75, 0.99), out=out, threads=1)
     messages = []
     results = run_batchnorm_experiment(log=messages.append, **settings)
-    for name in ("results.md", "results.csv", "batchnorm.png", "settings.json"):
+    for name in ("results.md", "results.csv", "batchnorm.png", "run.json"):
         assert (out / name).is_file(), name
     assert (out / "batchnorm.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -148,7 +148,7 @@ def test_experiment_on_tiny_data(tmp_path, monkeypatch):
     assert [r.diverged_at for r in again] == [r.diverged_at for r in results]
 
     # other training settings in the same folder are refused
-    with pytest.raises(ConfigError, match="other settings.*epochs 3 -> 4"):
+    with pytest.raises(ConfigError, match=r"batchnorm experiment in .* made with other settings: epochs \(3 -> 4\)"):
         run_batchnorm_experiment(log=messages.append, **{**settings, "epochs": 4})
 
 
@@ -163,7 +163,8 @@ def test_mnist_from_its_idx_files(tmp_path, capsys):
                  "--out", str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "steps to 97% val | steps to 98% val | steps to 99% val" in printed
-    assert json.loads((out / "settings.json").read_text())["data"] == "mnist"
+    record = json.loads((out / "run.json").read_text())
+    assert record["kind"] == "experiment:batchnorm" and record["settings"]["data"] == "mnist"
     assert len(run_history(out / "bn")) == 1 and (out / "bn" / "results.json").is_file()
 
 
@@ -185,7 +186,10 @@ def test_a_diverging_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
     results = run_batchnorm_experiment(log=lambda text: None, **settings)
     diverged = results[0]
     assert diverged.diverged and 1 <= diverged.diverged_at <= 8  # 231 images / 32 = 8 steps per epoch
-    assert json.loads((out / "none-lr1e15x" / "diverged.json").read_text())["step"] == diverged.diverged_at
+    # the engine left no run directory (it diverged before the first checkpoint): the experiment's own record
+    assert not (out / "none-lr1e15x").exists()
+    recorded = json.loads((out / "diverged.json").read_text())["none-lr1e15x"]
+    assert recorded["step"] == diverged.diverged_at and recorded["epoch"] == 1 and recorded["batch"] == recorded["step"]
     assert diverged.test_top1 is None
     table = _table_rows(out / "results.md")
     assert table["none-lr1e15x"][2] == "5e+13"

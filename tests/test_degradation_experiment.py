@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import shutil
+import signal
 
 import pytest
 
@@ -20,6 +21,7 @@ from cnnzoo.experiments.degradation import (
     verdict,
 )
 from cnnzoo.train.config import read_config
+from test_experiment_runs import ctrl_c_in_the_first_training
 
 
 # 8x8 images: the CIFAR nets' two stride-2 stages leave 2x2 maps, and an epoch takes a second
@@ -157,8 +159,42 @@ def test_a_finished_run_trained_otherwise_is_not_reused(tiny_experiment, tmp_pat
     out, _, _ = tiny_experiment
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    with pytest.raises(ConfigError, match=r"trained otherwise \(epochs 2 -> 3"):
+    with pytest.raises(ConfigError, match=r"degradation experiment in .* made with other settings: epochs \(2 -> 3\)"):
         run_degradation_experiment(out=copy, log=lambda _: None, **dict(SETTINGS, epochs=3))
-    with pytest.raises(ConfigError, match="limit_train None -> 50"):
+    with pytest.raises(ConfigError, match=r"limit_train \(None -> 50\)"):
         run_degradation_experiment(out=copy, log=lambda _: None, **dict(SETTINGS, limit_train=50))
     assert json.loads((copy / "plain20" / "results.json").read_text()) == _runs.run_results(out / "plain20")
+
+
+# ------------------------------------------------------------------------------------------
+# Ctrl-C: the experiment stops with 130, and the same command continues it
+# ------------------------------------------------------------------------------------------
+
+
+CLI = ["experiment", "degradation", "--data", TINY, "--depths", "20", "--epochs", "2", "--limit-train", "0",
+       "--limit-val", "0", "-b", "16", "--threads", "1", "--device", "cpu"]  # fmt: skip
+
+
+@pytest.mark.parametrize("when", ["end", "step 2"])
+def test_ctrl_c_stops_the_experiment_with_130_and_the_same_command_continues(when, tmp_path, monkeypatch, capsys):
+    """Ctrl-C just after plain20's last step (during its final test) or in the middle of its training:
+    the experiment stops there with 128 + SIGINT (resnet20 is not started), and runs on when started again."""
+    out = tmp_path / "out"
+    handler = signal.getsignal(signal.SIGINT)
+    ctrl_c_in_the_first_training(monkeypatch, when)
+    assert main([*CLI, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "plain20: training interrupted (SIGINT); run the same command again" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert not (out / "resnet20").exists()
+    assert _runs.finished(out / "plain20") == (when == "end")  # "step 2": a checkpoint to resume from
+    assert (out / "plain20" / "last.state.pt").is_file()
+
+    monkeypatch.undo()
+    assert main([*CLI, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert ("plain20: already trained" in printed) == (when == "end")
+    assert ("plain20: resuming the unfinished run" in printed) == (when == "step 2")
+    for model in ("plain20", "resnet20"):
+        assert len(_runs.run_history(out / model)) == 2 and _runs.finished(out / model)
+    assert (out / "results.md").is_file()

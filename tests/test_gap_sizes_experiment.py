@@ -8,6 +8,7 @@ NIN-CIFAR is trained at 8x8 (its min_size is 4) and tested at 3x3 (below min_siz
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -54,7 +55,9 @@ def test_random_rescale_changes_the_size_only_in_training_mode():
 def experiment(tmp_path_factory):
     out = tmp_path_factory.mktemp("gap-sizes")
     lines: list[str] = []
+    torch.set_num_threads(3)  # the experiment trains with --threads 1, then gives torch its 3 back
     results = run_gap_sizes_experiment(**SETTINGS, multi_scale=True, out=out, log=lines.append)
+    lines.append(f"threads after: {torch.get_num_threads()}")
     return out, results, lines
 
 
@@ -94,11 +97,15 @@ def test_the_fixed_net_cannot_run_at_other_sizes_and_the_error_is_recorded(exper
     assert (out / "gap_sizes.png").stat().st_size > 0
 
 
+def test_torchs_thread_count_is_restored(experiment):
+    assert experiment[2][-1] == "threads after: 3"
+
+
 def test_multi_scale_training_trains_a_third_net(experiment):
     out, results, lines = experiment
     multi = _rows(results, "multi-scale")
     assert all(multi[k].status == "ok" for k in ("4x4", "8x8", "16x16", "32x32"))
-    recorded = json.loads((out / "multiscale-nin_cifar-8x8-seed0" / "multiscale.json").read_text())["sizes"]
+    recorded = json.loads((out / "multiscale-nin_cifar-8x8-seed0" / "run.json").read_text())["multiscale_sizes"]
     assert recorded == [[4, 4], [8, 8], [16, 16], [32, 32]]
     assert any("each batch rescaled" in line for line in lines)
 
@@ -113,9 +120,10 @@ def test_a_rerun_reuses_the_trained_runs_and_refuses_changed_settings(experiment
     assert not any(line.startswith("training ") for line in lines)
     assert weights.stat().st_mtime_ns == stamp
     assert [(r.variant, r.label, r.top1) for r in again] == [(r.variant, r.label, r.top1) for r in results]
-    with pytest.raises(ConfigError, match="trained with other settings: epochs=1"):
+    with pytest.raises(ConfigError, match=r"gap-sizes experiment in .* made with other settings: epochs \(1 -> 2\)"):
         run_gap_sizes_experiment(**{**SETTINGS, "epochs": 2}, out=out, log=lines.append)
-    with pytest.raises(ConfigError, match="multi-scale sizes"):
+    before, after = "[[4, 4], [8, 8], [16, 16], [32, 32]]", "[[4, 4], [8, 8], [32, 32]]"  # 16x16 is 2x of 8x8
+    with pytest.raises(ConfigError, match=re.escape(f"other settings: multi_scale_sizes ({before} -> {after})")):
         run_gap_sizes_experiment(**{**SETTINGS, "eval_sizes": "0.5x,1x"}, multi_scale=True, out=out, log=lines.append)
 
 

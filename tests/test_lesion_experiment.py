@@ -33,9 +33,11 @@ def experiment(tmp_path_factory):
     """The whole experiment: resnet20 and plain20 trained one epoch, then every lesion."""
     out = tmp_path_factory.mktemp("lesion")
     lines = []
+    torch.set_num_threads(3)  # the experiment trains with --threads 1, then gives torch its 3 back
     report = run_lesion_experiment(model="resnet20", data=TINY, train_size=0, epochs=1, batch_size=32,
                                    limit_test=0, max_k=MAX_K, draws=DRAWS, out=out, device="cpu", threads=1,
                                    log=lines.append)  # fmt: skip
+    lines.append(f"threads after: {torch.get_num_threads()}")
     return out, report, lines
 
 
@@ -64,6 +66,10 @@ def test_results_files_and_tables(experiment):
     assert "| 4 | layer2.0 |" in text and "(branch off) | - (changes shape) |" in text
     assert (out / "lesion.png").stat().st_size > 10_000
     assert report.test_images == 48 and report.chance_error() == pytest.approx(0.75)
+
+
+def test_torchs_thread_count_is_restored(experiment):
+    assert experiment[2][-1] == "threads after: 3"
 
 
 def test_summary_is_computed_from_the_numbers(experiment):

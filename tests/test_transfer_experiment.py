@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from cnnzoo.errors import ConfigError
+from cnnzoo.experiments._runs import run_history
 from cnnzoo.experiments.transfer import (
     METHODS,
     RunRecord,
@@ -49,8 +51,10 @@ def test_table_has_a_row_per_method_and_columns_per_size():
 def tiny_experiment(tmp_path_factory):
     out = tmp_path_factory.mktemp("experiment")
     lines = []
+    torch.set_num_threads(3)  # the experiment trains with --threads 1 (its default), then gives torch its 3 back
     records = run_transfer_experiment(data=TINY, sizes=(3,), val_per_class=4, pretrain_epochs=1, epochs=2,
                                       batch_size=4, target=0.5, seeds=(0,), out=out, device="cpu", log=lines.append)  # fmt: skip
+    lines.append(f"threads after: {torch.get_num_threads()}")
     return out, records, lines
 
 
@@ -68,6 +72,10 @@ def test_the_experiment_trains_every_method_and_reports(tiny_experiment):
     transfer = json.loads((out / "last-3pc-seed0" / "run.json").read_text())["transfer"]
     assert transfer["source"].endswith("pretrain-lenet5-seed0") and transfer["frozen"][0] == "features.0"
     assert any("pretrained lenet5" in line for line in lines)
+
+
+def test_torchs_thread_count_is_restored(tiny_experiment):
+    assert tiny_experiment[2][-1] == "threads after: 3"
 
 
 def test_finished_runs_are_not_run_again(tiny_experiment):
@@ -88,3 +96,28 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert main(["experiment", "transfer", "--data", TINY, "--source-classes", "0-5", "--target-classes", "5-9",
                  "--out", str(tmp_path)]) == 2  # fmt: skip
     assert "overlap" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, interrupted", [("train", "pretrain-lenet5-seed0"), ("finetune", "all-3pc-seed0")])
+def test_an_interrupted_training_is_resumed_by_the_same_command(kind, interrupted, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the pretraining, or in the first fine-tuning: exit 130, a checkpoint; the same command
+    resumes that run (nothing deleted, no --resume needed) and goes on."""
+    from cnnzoo.cli import main
+    from test_experiment_runs import ctrl_c_in_the_first_training
+
+    argv = ["experiment", "transfer", "--data", TINY, "--sizes", "3", "--val-per-class", "4", "--pretrain-epochs",
+            "2", "--epochs", "2", "--batch-size", "4", "--target", "0.5", "--methods", "scratch,all", "--device",
+            "cpu", "--out", str(tmp_path / "out")]  # fmt: skip
+    ctrl_c_in_the_first_training(monkeypatch, "step 2", kind=kind)
+    assert main(argv) == 130
+    assert "training interrupted (SIGINT); run the same command again" in capsys.readouterr().err
+    run_dir = tmp_path / "out" / interrupted
+    assert (run_dir / "last.state.pt").is_file() and not (run_dir / "results.json").exists()
+    monkeypatch.undo()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "resuming the unfinished run in" in printed and str(run_dir) in printed
+    assert (run_dir / "results.json").is_file() and len(run_history(run_dir)) == 2  # resumed, not started again
+    records = [json.loads((tmp_path / "out" / f"{m}-3pc-seed0" / "experiment.json").read_text())
+               for m in ("scratch", "all")]  # fmt: skip
+    assert [len(r["val_top1"]) for r in records] == [2, 2]

@@ -76,9 +76,10 @@ class ExperimentDir:
     def open(cls, out: str | Path, name: str, settings: dict[str, Any], *, check: bool = True) -> "ExperimentDir":
         """Create or continue the experiment in ``out``; refuse other settings (``check``) or other folders.
 
-        The settings are merged into those already recorded, so a key one call does not give
-        (e.g. a variant's only) is still compared the next time it is given.  ``check=False``
-        is for an experiment that reuses nothing (its table is recomputed every time).
+        The settings are merged into those already recorded: a key one call does not give (one
+        that only some variants have) is kept and compared the next time it is given, a key not
+        recorded yet is added.  ``check=False`` is for an experiment that reuses nothing (its
+        table is recomputed every time).
         """
         kind = f"experiment:{name}"
         target = Path(out)
@@ -89,7 +90,8 @@ class ExperimentDir:
         saved = dict((record or {}).get("settings") or {})
         wanted = json.loads(json.dumps(settings))  # tuples as lists: what run.json will hold
         if check and record is not None:
-            check_same_settings(saved, wanted, f"the {name} experiment in {target}",
+            check_same_settings(saved, {k: v for k, v in wanted.items() if k in saved},
+                                f"the {name} experiment in {target}",
                                 advice="choose another --out, or delete that folder to start again")  # fmt: skip
         run = RunDir.open(target, kind, resume=record is not None)
         merged = {**saved, **wanted}
@@ -162,11 +164,14 @@ def train_once(run_dir: Path, train: Callable[..., Any], *, wanted: dict[str, An
     record = read_record(run_dir) if run_dir.is_dir() else None
     resume = record is not None and record["kind"] == kind
     if resume:
-        state = "from its last checkpoint" if RunDir(run_dir, kind).has_checkpoint() else "from the start (no checkpoint yet)"
-        log(f"{what}: resuming the unfinished run in {run_dir} {state}")
+        start = "its last checkpoint" if RunDir(run_dir, kind).has_checkpoint() else "the start (no checkpoint yet)"
+        log(f"{what}: resuming the unfinished run in {run_dir} from {start}")
     watch = SignalWatch()
     result = train(resume=resume, callbacks=[watch])
-    name = getattr(result, "signal", None) if getattr(result, "status", None) == "interrupted" else watch.signal
+    if getattr(result, "status", None) == "interrupted":
+        name = getattr(result, "signal", None) or "a signal on another process"
+    else:
+        name = watch.signal
     if name is not None:
         raise ExperimentInterrupted(f"{what}: training interrupted ({name}); run the same command again to "
                                     "continue where it stopped", _exit_code(name))  # fmt: skip
@@ -205,33 +210,55 @@ def experiment_defaults(function: Callable, keys: Iterable[str]) -> dict[str, An
     return {key: parameters[key].default for key in keys}
 
 
-def add_training_flags(parser: argparse.ArgumentParser, function: Callable, keys: Sequence[str], *,
-                       out: str, notes: dict[str, str] | None = None) -> None:  # fmt: skip
-    """The flags of the configuration ``keys`` (help from :class:`~cnnzoo.train.config.TrainConfig`), and ``--out``.
+def add_training_flags(parser: argparse.ArgumentParser, function: Callable, flags: dict[str, str], *,
+                       out: str) -> None:  # fmt: skip
+    """The flags of the configuration keys ``flags`` (help from :class:`~cnnzoo.train.config.TrainConfig`), ``--out``.
 
-    The help shows the experiment's default (``function``'s) instead of the configuration's;
-    ``notes`` adds a few words to a key's help.
+    ``flags`` maps each key to a note for its help ("" for none); the help shows the
+    experiment's default (``function``'s) instead of the configuration's.
     """
     from cnnzoo.train.config import add_config_flags
 
-    defaults = experiment_defaults(function, keys)
-    extra = {key: _ZERO_NOTES[key] for key in keys if key in _ZERO_NOTES}
-    for key, note in (notes or {}).items():
-        extra[key] = f"{note}; {extra[key]}" if key in extra else note
-    add_config_flags(parser, keys=keys, recipe=False)
+    defaults = experiment_defaults(function, flags)
+    extra = {key: "; ".join(n for n in (note, _ZERO_NOTES.get(key, "")) if n) for key, note in flags.items()}
+    add_config_flags(parser, keys=list(flags), recipe=False)
     for action in parser._actions:
         if action.dest in defaults:
             text = re.sub(r"\(default: [^()]*\)$", "", action.help or "").rstrip()
             shown = _shown(defaults[action.dest])
-            if defaults[action.dest] is None and "(default" in text:  # "(default: the usual places)"
-                shown = ""
-            shown = "; ".join(part for part in (shown, extra.get(action.dest, "")) if part)
+            if defaults[action.dest] is None and ("(default" in text or extra[action.dest]):
+                shown = ""  # the help says it already ("(default: the usual places)"), or the note does
+            shown = "; ".join(part for part in (shown, extra[action.dest]) if part)
             action.help = f"{text} (default: {shown})" if shown else text
         elif action.dest == "set":
             action.help = "one of the training keys above, e.g. --set lr=0.1 (repeatable)"
     parser.add_argument("--out", default=out, metavar="DIR",
                         help=f"output folder: the experiment's runs, tables and plot (default {out}); the same "
                         "command again continues the experiment in it")  # fmt: skip
+
+
+def training_experiment(name: str, help: str, function: Callable, flags: dict[str, str],
+                        arguments: Callable[[argparse.ArgumentParser], None]):  # fmt: skip
+    """Register ``cnnzoo experiment NAME`` for an experiment that trains: decorates ``run(args, training)``.
+
+    Its flags are ``arguments(parser)``'s (the experiment's own), then the training ``flags``
+    and ``--out`` (default ``runs/experiment-NAME``; :func:`add_training_flags`); ``training``
+    is :func:`training_values`.
+    """
+    from cnnzoo.experiments import register_experiment
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        arguments(parser)
+        add_training_flags(parser, function, flags, out=f"runs/experiment-{name}")
+
+    def decorator(run: Callable[[argparse.Namespace, dict[str, Any]], int]):
+        def command(args: argparse.Namespace) -> int:
+            return run(args, training_values(args, function, flags))
+
+        register_experiment(name, help, add_arguments)(command)
+        return run
+
+    return decorator
 
 
 def _shown(value: Any) -> str:
@@ -242,7 +269,7 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def training_values(args: argparse.Namespace, function: Callable, keys: Sequence[str]) -> dict[str, Any]:
+def training_values(args: argparse.Namespace, function: Callable, keys: Iterable[str]) -> dict[str, Any]:
     """The values of the training flags, ``function``'s default for each one not given; checked.
 
     0 means None for :data:`ZERO_MEANS_NONE`; an input size ``N`` is ``[N, N]``; a value out of
@@ -252,6 +279,7 @@ def training_values(args: argparse.Namespace, function: Callable, keys: Sequence
 
     given = overrides_from_args(args)
     given.pop("out", None)
+    keys = list(keys)
     extra = sorted(set(given) - set(keys))
     if extra:
         raise ConfigError(f"--set {extra[0]}: this experiment sets it itself; it takes "
@@ -339,6 +367,17 @@ def int_list(text: str) -> list[int]:
 def float_list(text: str) -> list[float]:
     """argparse type: ``"0.8,0.85"`` -> ``[0.8, 0.85]``."""
     return _number_list(text, float, "comma-separated numbers")
+
+
+def image_limit(text: str) -> int | None:
+    """argparse type: a number of images, ``0`` for all of them (None)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of images (0: all), got {text!r}")
+    return value or None
 
 
 def _number_list(text: str, kind: type, what: str) -> list:

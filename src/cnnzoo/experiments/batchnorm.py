@@ -64,7 +64,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cnnzoo.errors import ConfigError
-from cnnzoo.experiments import register_experiment
 from cnnzoo.experiments import _runs
 from cnnzoo.experiments._runs import float_list, int_list, markdown_table, percent, run_history, run_results
 
@@ -74,9 +73,13 @@ DEFAULT_VARIANTS = ("none", "bn", "bn-lr5x", "none-lr5x")
 #: validation top-1 levels for "steps to target", per data set (others: FALLBACK_TARGETS)
 DEFAULT_TARGETS = {"fashion-mnist": (0.80, 0.85, 0.88), "mnist": (0.97, 0.98, 0.99)}
 FALLBACK_TARGETS = (0.5, 0.6, 0.7)
-#: the training flags (generated from the configuration); the defaults are run_batchnorm_experiment's
-TRAINING_KEYS = ("data", "data_dir", "lr", "momentum", "batch_size", "epochs", "limit_train", "limit_val", "seed",
-                 "device", "threads")  # fmt: skip
+#: the training flags (from TrainConfig) and notes for their help; defaults: run_batchnorm_experiment's
+TRAINING_FLAGS = {
+    "data": "mnist as in the paper", "data_dir": "", "lr": "the base rate L, constant", "momentum": "",
+    "batch_size": "60 as in the paper", "epochs": "passes over the --limit-train images, one validation point each",
+    "limit_train": "100 steps of 60 between validation points", "limit_val": "", "seed": "", "device": "",
+    "threads": "",
+}  # fmt: skip
 
 _VARIANT_PATTERN = re.compile(r"^(none|bn|bn-torch)(?:-lr(\d+(?:\.\d+)?(?:e\d+)?)x)?$")
 
@@ -433,32 +436,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help="comma-separated: none, bn, bn-torch, each optionally -lrNx for N times --lr "
                    f"(default {','.join(DEFAULT_VARIANTS)})")  # fmt: skip
-    p.add_argument("--limit-test", type=int, default=0, help="test images (default 0: the whole test set)")
+    p.add_argument("--limit-test", type=_runs.image_limit, default=None,
+                   help="test images (default: the whole test set; 0: all)")  # fmt: skip
     p.add_argument("--targets", type=float_list, default=None,
                    help="validation top-1 levels for 'steps to target', comma-separated fractions "
                    "(default 0.80,0.85,0.88 on fashion-mnist, 0.97,0.98,0.99 on mnist)")  # fmt: skip
     p.add_argument("--widths", type=int_list, default=[32, 64, 128],
                    help="filters of the three convs (default 32,64,128)")  # fmt: skip
-    _runs.add_training_flags(p, run_batchnorm_experiment, TRAINING_KEYS, out="runs/experiment-batchnorm", notes={
-        "data": "mnist as in the paper", "lr": "the base rate L, constant", "batch_size": "60 as in the paper",
-        "epochs": "passes over the --limit-train images, one validation point each",
-        "limit_train": "100 steps of 60 between validation points"})  # fmt: skip
 
 
-@register_experiment(
+@_runs.training_experiment(
     "batchnorm",
     "a 3-layer CNN with and without batch norm (and at 5x the learning rate): steps to reach validation targets",
-    add_arguments,
-)
-def run(args: argparse.Namespace) -> int:
-    if args.limit_test < 0:
-        raise ConfigError(f"--limit-test must be >= 0 (0: no limit), got {args.limit_test}")
-    training = _runs.training_values(args, run_batchnorm_experiment, TRAINING_KEYS)
+    run_batchnorm_experiment, TRAINING_FLAGS, add_arguments,
+)  # fmt: skip
+def run(args: argparse.Namespace, training: dict[str, Any]) -> int:
     targets = args.targets or default_targets(training["data"])
-    results = run_batchnorm_experiment(
-        variants=[v for v in args.variants.split(",") if v.strip()], limit_test=args.limit_test or None,
-        targets=targets, widths=args.widths, out=args.out, **training,
-    )  # fmt: skip
+    variants = [v for v in args.variants.split(",") if v.strip()]
+    results = run_batchnorm_experiment(variants=variants, limit_test=args.limit_test, targets=targets,
+                                       widths=args.widths, out=args.out, **training)  # fmt: skip
     print()
     print(format_table(results, targets))
     notes = findings(results, targets)

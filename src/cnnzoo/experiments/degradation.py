@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from cnnzoo.errors import ConfigError
-from cnnzoo.experiments import register_experiment
 from cnnzoo.experiments import _runs
 
 DEFAULT_DEPTHS = (20, 56)
@@ -68,9 +67,12 @@ DEFAULT_LIMIT_VAL = 1000
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_LR = 0.1
-#: the training flags (generated from the configuration); the defaults are run_degradation_experiment's
-TRAINING_KEYS = ("data", "data_dir", "epochs", "limit_train", "limit_val", "batch_size", "lr", "input_size", "seed",
-                 "threads", "device")  # fmt: skip
+#: the training flags (from TrainConfig) and notes for their help; defaults: run_degradation_experiment's
+TRAINING_FLAGS = {
+    "data": "cifar10 is the paper's", "data_dir": "", "epochs": "the lr drops /10 at 50%% and 75%% of them",
+    "limit_train": "", "limit_val": "carved from the training set", "batch_size": "the paper's", "lr": "the paper's",
+    "input_size": "", "seed": "", "threads": "", "device": "",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def run_degradation_experiment(
 
 
 def _train_all(exp: _runs.ExperimentDir, models: Sequence[str], common: dict, data: str, data_dir: str | None,
-               limit_test: int | None, device: str, threads: int | None, log: Callable[[str], None]) -> None:  # fmt: skip
+               limit_test: int | None, device: str, threads: int | None, log: Callable[[str], None]):  # fmt: skip
     from cnnzoo.data import load_dataset
     from cnnzoo.train import fit
 
@@ -350,21 +352,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=_runs.int_list, default=list(DEFAULT_DEPTHS),
                    help="comma-separated depths, each with a plain and a residual net: 20, 32, 44, 56, 110 "
                    "(default 20,56)")  # fmt: skip
-    p.add_argument("--limit-test", type=int, default=0, help="test images; 0 for the whole test set (default)")
-    _runs.add_training_flags(p, run_degradation_experiment, TRAINING_KEYS, out="runs/experiment-degradation", notes={
-        "data": "cifar10 is the paper's", "epochs": "the lr drops /10 at 50%% and 75%% of them",
-        "limit_val": "carved from the training set", "batch_size": "the paper's", "lr": "the paper's"})  # fmt: skip
+    p.add_argument("--limit-test", type=_runs.image_limit, default=None,
+                   help="test images (default: the whole test set; 0: all)")  # fmt: skip
 
 
-@register_experiment(
+@_runs.training_experiment(
     "degradation",
     "plain vs residual nets of 20 and 56 layers: the deeper plain net trains worse, the deeper ResNet better",
-    add_arguments,
-)
-def run(args: argparse.Namespace) -> int:
-    if args.limit_test < 0:
-        raise ConfigError(f"--limit-test must be >= 0, got {args.limit_test}")
-    training = _runs.training_values(args, run_degradation_experiment, TRAINING_KEYS)
+    run_degradation_experiment, TRAINING_FLAGS, add_arguments,
+)  # fmt: skip
+def run(args: argparse.Namespace, training: dict) -> int:
     rows = run_degradation_experiment(depths=args.depths, limit_test=args.limit_test, out=args.out, **training)
     print()
     print(format_table(rows))

@@ -65,16 +65,18 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from cnnzoo.errors import CnnzooError, ConfigError
-from cnnzoo.experiments import register_experiment
 from cnnzoo.experiments import _runs
 from cnnzoo.experiments._runs import markdown_table, percent
 
 DEFAULT_SCALES = "0.5x,0.75x,1x,1.25x,1.5x,2x"
 #: data sets of photographs (stored or cropped at 224x224): the ImageNet-sized nets by default
 PHOTO_DATA = ("flowers17", "flowers102", "imagefolder", "imagenet")
-#: the training flags (generated from the configuration); the defaults are run_gap_sizes_experiment's
-TRAINING_KEYS = ("data", "data_dir", "input_size", "epochs", "limit_train", "limit_val", "batch_size", "optimizer",
-                 "lr", "grad_clip", "seed", "device", "threads")  # fmt: skip
+#: the training flags (from TrainConfig) and notes for their help; defaults: run_gap_sizes_experiment's
+TRAINING_FLAGS = {
+    "data": "", "data_dir": "", "input_size": "the GAP net's training size; default: the model's, 32 for nin_cifar",
+    "epochs": "", "limit_train": "", "limit_val": "", "batch_size": "", "optimizer": "a cosine schedule either way",
+    "lr": "try 0.02 with sgd", "grad_clip": "NIN has no batch norm", "seed": "", "device": "", "threads": "",
+}  # fmt: skip
 
 Size = tuple[int, int]
 
@@ -205,11 +207,11 @@ def run_gap_sizes_experiment(
     limit_train: int | None = 5000,
     limit_val: int | None = 500,
     limit_test: int | None = 2000,
+    seed: int = 0,
     batch_size: int = 32,
     optimizer: str = "adamw",
     lr: float = 0.001,
     grad_clip: float | None = 2.0,
-    seed: int = 0,
     out: str | Path = "runs/experiment-gap-sizes",
     device: str = "auto",
     threads: int | None = 2,
@@ -572,26 +574,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"(default {DEFAULT_SCALES})")  # fmt: skip
     p.add_argument("--multi-scale", action="store_true",
                    help="also train the GAP net on batches rescaled to random eval sizes (costs ~1.6x the GAP run)")
-    p.add_argument("--limit-test", type=int, default=2000, help="test images, 0 = all (default 2000)")
-    _runs.add_training_flags(p, run_gap_sizes_experiment, TRAINING_KEYS, out="runs/experiment-gap-sizes", notes={
-        "input_size": "the GAP net's training size; default: the model's, 32 for nin_cifar",
-        "optimizer": "a cosine schedule either way", "lr": "try 0.02 with sgd",
-        "grad_clip": "NIN has no batch norm"})  # fmt: skip
+    p.add_argument("--limit-test", type=_runs.image_limit, default=2000, help="test images, 0 = all (default 2000)")
 
 
-@register_experiment(
+@_runs.training_experiment(
     "gap-sizes",
     "NIN's global average pooling: one set of weights at 0.5x-2x its training size, vs a fixed FC head",
-    add_arguments,
-)
-def run(args: argparse.Namespace) -> int:
-    if args.limit_test < 0:
-        raise ConfigError(f"--limit-test must be >= 0 (0: all), got {args.limit_test}")
-    training = _runs.training_values(args, run_gap_sizes_experiment, TRAINING_KEYS)
-    results = run_gap_sizes_experiment(
-        model=args.model, fixed_model=args.fixed_model, eval_sizes=args.eval_sizes, multi_scale=args.multi_scale,
-        limit_test=args.limit_test or None, out=args.out, **training,
-    )  # fmt: skip
+    run_gap_sizes_experiment, TRAINING_FLAGS, add_arguments,
+)  # fmt: skip
+def run(args: argparse.Namespace, training: dict) -> int:
+    results = run_gap_sizes_experiment(model=args.model, fixed_model=args.fixed_model, eval_sizes=args.eval_sizes,
+                                       multi_scale=args.multi_scale, limit_test=args.limit_test, out=args.out,
+                                       **training)  # fmt: skip
     print()
     print(format_table(results))
     print(f"\n{answer(results)}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from torch import nn
 
@@ -30,6 +31,36 @@ def _analyse(module: nn.Module, input_size: tuple[int, int, int]):
     from cnnzoo.analysis import summary
 
     return summary(module, input_size, depth=1)
+
+
+#: a counting command's integer flags: name -> (default, smallest value, help)
+IntFlags = dict[str, tuple[int, int, str]]
+
+
+def counting_command(name: str, help: str, flags: IntFlags, count: Callable[..., Any]):
+    """Register ``report(count(*values), *values)`` (it prints the numbers) as ``cnnzoo experiment NAME``.
+
+    ``values`` are the integer ``flags``' values, checked against their smallest values.
+    """
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        for flag, (default, _, text) in flags.items():
+            parser.add_argument(f"--{flag.replace('_', '-')}", type=int, default=default,
+                                help=f"{text} (default {default})")  # fmt: skip
+
+    def decorator(report: Callable[..., None]):
+        def run(args: argparse.Namespace) -> int:
+            values = [getattr(args, flag, default) for flag, (default, _, _) in flags.items()]  # (a bare Namespace too)
+            for (flag, (_, low, _)), value in zip(flags.items(), values):
+                if value < low:
+                    raise ConfigError(f"--{flag.replace('_', '-')} must be >= {low}, got {value}")
+            report(count(*values), *values)
+            return 0
+
+        register_experiment(name, help=help, add_arguments=add_arguments)(run)
+        return report
+
+    return decorator
 
 
 # --------------------------------------------------------------------------- inception-module
@@ -127,21 +158,11 @@ def _print_module(count: ModuleCount) -> None:
     print(f"  {'total':<10} {'output ' + shape:<30} {count.output_shape[0]:>7} {count.params:>10,} {_m(count.macs):>14}")
 
 
-def _module_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=28, help="input height = width (default 28)")
-    parser.add_argument("--in-channels", type=int, default=256, help="input channels (default 256)")
-
-
-@register_experiment(
-    "inception-module",
-    help="naive vs dimension-reduced Inception module on 28x28x256: output depth, multiply-adds, params",
-    add_arguments=_module_arguments,
-)
-def run_inception_module(args: argparse.Namespace) -> int:
-    size, in_channels = getattr(args, "size", 28), getattr(args, "in_channels", 256)
-    if size < 1 or in_channels < 1:
-        raise ConfigError(f"--size and --in-channels must be positive, got {size} and {in_channels}")
-    counts = inception_module_counts(size, in_channels)
+@counting_command(
+    "inception-module", "naive vs dimension-reduced Inception module on 28x28x256: output depth, multiply-adds, params",
+    {"size": (28, 1, "input height = width"), "in_channels": (256, 1, "input channels")}, inception_module_counts,
+)  # fmt: skip
+def report_inception_module(counts: dict[str, Any], size: int, in_channels: int) -> None:
     naive, reduced = counts["naive"], counts["reduced"]
     print(f"input {size}x{size}x{in_channels}; counted by cnnzoo.summary on the real modules "
           "(multiply-adds of the convolutions, bias excluded)")
@@ -162,7 +183,6 @@ def run_inception_module(args: argparse.Namespace) -> int:
         print(f"  plain {kernel}x{kernel} conv {in_channels}->{reduced.output_shape[0]:<9}"
               f"{params:>12,}  ({params / reduced.params:.1f}x the module; {_m(macs)} multiply-adds)")
     print(f"  naive Inception module        {naive.params:>12,}")
-    return 0
 
 
 # --------------------------------------------------------------------------- factorization
@@ -236,21 +256,12 @@ def factorization_counts(channels: int = 64, size: int = 35) -> list[Factorizati
     return results
 
 
-def _factorization_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--channels", type=int, default=64, help="filters in and out of every layer (default 64)")
-    parser.add_argument("--size", type=int, default=35, help="grid height = width (default 35)")
-
-
-@register_experiment(
-    "factorization",
-    help="parameter savings of factorising convolutions (5x5 -> 3x3s, 3x3 -> 2x2s, asymmetric 1xn + nx1)",
-    add_arguments=_factorization_arguments,
-)
-def run_factorization(args: argparse.Namespace) -> int:
-    channels, size = getattr(args, "channels", 64), getattr(args, "size", 35)
-    if channels < 1 or size < 2:
-        raise ConfigError(f"--channels must be >= 1 and --size >= 2, got {channels} and {size}")
-    counts = factorization_counts(channels, size)
+@counting_command(
+    "factorization", "parameter savings of factorising convolutions (5x5 -> 3x3s, 3x3 -> 2x2s, asymmetric 1xn + nx1)",
+    {"channels": (64, 1, "filters in and out of every layer"), "size": (35, 2, "grid height = width")},
+    factorization_counts,
+)  # fmt: skip
+def report_factorization(counts: list[FactorizationCount], channels: int, size: int) -> None:
     print(f"{channels} filters in and out of every layer, {size}x{size} grid, no bias; "
           "counted by cnnzoo.summary on the real layers")
     header = (f"  {'factorisation':<18} {'params before':>13} {'after':>10} {'saving':>7} {'brief':>6}"
@@ -263,4 +274,3 @@ def run_factorization(args: argparse.Namespace) -> int:
               f"{_m(c.original_macs):>12} {_m(c.replacement_macs):>9} {c.mac_saving:>7.1%}")
     print("  (two 2x2 convolutions keep the grid by padding the first, so their multiply-adds run on a "
           f"{size + 1}x{size + 1} grid once)")
-    return 0

@@ -29,16 +29,17 @@ deletable blocks, k = 1 .. ``--max-k`` (8), ``--draws`` (5) times per k; (c) dra
 each of two deletable blocks of one stage.  The draws depend only on the seed, k and the draw,
 so both nets lose the same block positions.
 
-Everything goes to ``OUT`` (default ``runs/experiment-lesion``): the training run directories
-(a finished one is reused, an interrupted one resumed), ``results.csv`` (one row per
-evaluated lesion), ``results.md`` (the tables) and ``lesion.png`` (the three panels).
+Everything goes to ``OUT`` (default ``runs/experiment-lesion``, a run directory of kind
+``experiment:lesion`` whose ``run.json`` records the training settings): the training run
+directories (a finished one is reused, an interrupted one resumed; other training settings in
+the same folder are refused, naming the keys), ``results.csv`` (one row per evaluated lesion),
+``results.md`` (the tables) and ``lesion.png`` (the three panels).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import random
 import re
 import statistics
@@ -48,10 +49,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from cnnzoo.errors import ConfigError
-from cnnzoo.experiments import register_experiment
-from cnnzoo.experiments._runs import markdown_table, train_once
+from cnnzoo.experiments import _runs
+from cnnzoo.experiments._runs import markdown_table
 from cnnzoo.models.resnet import ResidualNet
 
+#: the training flags (from TrainConfig) and notes for their help; defaults: run_lesion_experiment's
+TRAINING_FLAGS = {"data": "fashion-mnist, or the --from run's", "data_dir": "", "epochs": "", "batch_size": "",
+                  "lr": "SGD, cosine schedule", "input_size": "", "seed": "", "device": "", "threads": ""}  # fmt: skip
 #: the values ``--plain`` takes besides a model name
 PLAIN_AUTO, PLAIN_NONE = "auto", "none"
 
@@ -319,9 +323,7 @@ def run_lesion_experiment(
     log: Callable[[str], None] = print,
 ) -> LesionReport:
     """Train (or load) the residual net and its plain twin and run the lesions (module docstring)."""
-    import torch
-
-    from cnnzoo.train import engine, fit
+    from cnnzoo.train import engine
     from cnnzoo.train.runs import load_run
 
     for flag, value, low in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--max-k", max_k, 1),
@@ -358,30 +360,17 @@ def run_lesion_experiment(
             raise ConfigError(f"{run_dir} was trained on {trained_on}, the experiment uses {data}: "
                               "both nets must be tested on the same data")  # fmt: skip
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    threads_before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    # what the nets trained here are trained with: the folder's runs must share it
+    training = dict(data=data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9, weight_decay=5e-4,
+                    schedule="cosine", optimizer="sgd", limit_train=train_size or None, limit_val=limit_test or None,
+                    seed=seed, channels_last=True, input_size=list(input_size) if input_size else None)  # fmt: skip
+    trains = any(run_dir is None for _, _, run_dir in sources)
+    settings = training if trains else dict(data=data, limit_test=limit_test or None)
+    exp = _runs.ExperimentDir.open(out, "lesion", settings)
+    with engine.torch_threads(threads):
         # 1. train what was not given
-        run_dirs = []
-        for role, name, run_dir in sources:
-            if run_dir is None:
-                run_dir = out / f"train-{name}"
-                settings = dict(data=data, data_dir=data_dir, out=str(run_dir), epochs=epochs, batch_size=batch_size,
-                                lr=lr, momentum=0.9, weight_decay=5e-4, schedule="cosine", optimizer="sgd",
-                                limit_train=train_size or None, limit_val=limit_test or None, seed=seed,
-                                device=device, threads=threads, channels_last=True, progress=False)  # fmt: skip
-                if input_size:
-                    settings["input_size"] = list(input_size)
-
-                def train(resume: bool, name=name, settings=settings):
-                    log(f"training {name} on {data}: {train_size or 'all'} images, {epochs} epochs")
-                    return fit(name, resume=resume, log=log, **settings)
-
-                train_once(run_dir, train, log=log, what=name)
-            run_dirs.append(run_dir)
+        run_dirs = [run_dir or _train_net(exp, name, training, data_dir, device, threads, log)
+                    for _, name, run_dir in sources]  # fmt: skip
 
         # 2. the test images, the same for both nets
         dev = engine.resolve_device(device)
@@ -411,13 +400,29 @@ def run_lesion_experiment(
                                        channels_last=dev.type == "cpu", log=log)  # fmt: skip
             nets.append(studied)
             lesions.extend(found)
-    finally:
-        torch.set_num_threads(threads_before)
 
     report = LesionReport(nets, lesions, num_classes, len(bundle.test), bundle.name)
     report.summary = summary_line(report)
-    report.files = write_results(report, out)
+    report.files = write_results(report, exp.path)
     return report
+
+
+def _train_net(exp: _runs.ExperimentDir, name: str, training: dict, data_dir: str | None, device: str,
+               threads: int | None, log: Callable[[str], None]) -> Path:  # fmt: skip
+    """Train ``name`` into ``OUT/train-NAME`` (reused when finished, resumed when not); its run directory."""
+    from cnnzoo.train import fit
+
+    run_dir = exp / f"train-{name}"
+    wanted = dict(training, model=name)
+
+    def train(resume: bool, callbacks):
+        log(f"training {name} on {training['data']}: {training['limit_train'] or 'all'} images, "
+            f"{training['epochs']} epochs")  # fmt: skip
+        return fit(name, resume=resume, callbacks=callbacks, log=log, out=str(run_dir), data_dir=data_dir,
+                   device=device, threads=threads, progress=False, **training)  # fmt: skip
+
+    _runs.train_once(run_dir, train, wanted=wanted, log=log, what=name)
+    return run_dir
 
 
 # ------------------------------------------------------------------------------------------
@@ -523,26 +528,23 @@ def format_report(report: LesionReport) -> str:
 def write_results(report: LesionReport, out: Path) -> list[Path]:
     out = Path(out)
     csv_path, md_path, png_path = out / "results.csv", out / "results.md", out / "lesion.png"
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["net", "role", "lesion", "k", "draw", "position", "blocks", "test_error", "test_top1"])
-        for x in report.lesions:
-            writer.writerow([x.net, x.role, x.kind, x.k, x.draw, x.position or "", x.blocks, f"{x.error:.4f}",
-                             f"{1 - x.error:.4f}"])  # fmt: skip
-    md_path.write_text(format_report(report))
+    _runs.write_csv(csv_path, ["net", "role", "lesion", "k", "draw", "position", "blocks", "test_error", "test_top1"],
+                    [[x.net, x.role, x.kind, x.k, x.draw, x.position or "", x.blocks, f"{x.error:.4f}",
+                      f"{1 - x.error:.4f}"] for x in report.lesions])  # fmt: skip
+    _runs.write_text(md_path, format_report(report))
     plot_results(report, png_path)
     return [csv_path, md_path, png_path]
 
 
 def plot_results(report: LesionReport, path: Path) -> Path:
     """Three panels like Veit's: error per deleted block; error vs k deleted; error vs k swaps."""
-    import matplotlib
+    with _runs.figure(path, 1, 3, figsize=(15, 4.2)) as (fig, axes):
+        _draw(report, axes)
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _draw(report: LesionReport, axes) -> None:
     colours = {"residual": "tab:blue", "plain": "tab:red"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     for net in report.nets:
         colour = colours.get(net.role, "tab:gray")
@@ -580,10 +582,6 @@ def plot_results(report: LesionReport, path: Path) -> Path:
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 # ------------------------------------------------------------------------------------------
@@ -603,39 +601,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use this finished `cnnzoo train` run as the residual net "
                    "instead of training --model")  # fmt: skip
     p.add_argument("--plain-from", metavar="RUN_DIR", help="use this finished run as the plain net")
-    p.add_argument("--data", help="data set (default fashion-mnist, or the --from run's)")
-    p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--train-size", type=int, default=8000,
                    help="training images, a seeded random subset (default 8000; 0 = all)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="SGD learning rate, cosine schedule (default 0.1)")
-    p.add_argument("--input-size", help="network input HxW or N (default: the data's size)")
     p.add_argument("--limit-test", type=int, default=1000,
                    help="test images every lesion is measured on (default 1000; 0 = the whole test set)")  # fmt: skip
     p.add_argument("--max-k", type=int, default=8, help="largest number of deleted blocks / swaps (default 8)")
     p.add_argument("--draws", type=int, default=5, help="random draws per k (default 5)")
-    p.add_argument("--out", default="runs/experiment-lesion", help="output folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--seed", type=int, default=0)
 
 
-@register_experiment(
+@_runs.training_experiment(
     "lesion",
     "residual nets as ensembles (Veit et al. 2016): delete one block, delete or reorder k, vs the plain twin",
-    add_arguments,
-)
-def run(args: argparse.Namespace) -> int:
-    from cnnzoo.train.config import parse_input_size
-
-    input_size = parse_input_size(args.input_size) if args.input_size else None
-    report = run_lesion_experiment(
-        model=args.model, plain=args.plain, from_run=args.from_run, plain_from=args.plain_from, data=args.data,
-        data_dir=args.data_dir, train_size=args.train_size, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, input_size=input_size, limit_test=args.limit_test, max_k=args.max_k, draws=args.draws,
-        out=args.out, device=args.device, threads=args.threads, seed=args.seed,
-    )  # fmt: skip
+    run_lesion_experiment, TRAINING_FLAGS, add_arguments,
+)  # fmt: skip
+def run(args: argparse.Namespace, training: dict) -> int:
+    sources = dict(model=args.model, plain=args.plain, from_run=args.from_run, plain_from=args.plain_from)
+    report = run_lesion_experiment(train_size=args.train_size, limit_test=args.limit_test, max_k=args.max_k,
+                                   draws=args.draws, out=args.out, **sources, **training)  # fmt: skip
     print()
     print(format_report(report))
     print("written: " + ", ".join(str(p) for p in report.files))

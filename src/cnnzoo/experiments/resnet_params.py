@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 
 from cnnzoo.experiments import register_experiment
-from cnnzoo.experiments._runs import markdown_table
+from cnnzoo.experiments._runs import ExperimentDir, markdown_table, write_text
 
 #: He et al. 2016, Table 1 ("FLOPs", multiply-adds at 224x224, in 10^9)
 TABLE1_GMACS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
@@ -109,7 +108,8 @@ def format_table(counts: list[Count]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
                    help=f"registered models, comma-separated (default {','.join(DEFAULT_MODELS)})")  # fmt: skip
-    p.add_argument("--out", default="runs/experiment-resnet-params", help="output folder (results.md)")
+    p.add_argument("--out", default="runs/experiment-resnet-params",
+                   help="output folder: results.md and run.json (default runs/experiment-resnet-params)")
 
 
 @register_experiment(
@@ -126,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
     counts = [count(name) for name in names]
     table = format_table(counts)
     answer = extra_blocks_answer({c.model: c for c in counts})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(table + "\n\n" + answer + "\n")
+    # counted afresh every time: nothing is reused, so other --models may go into the same folder
+    exp = ExperimentDir.open(args.out, "resnet-params", {"models": names}, check=False)
+    out = write_text(exp / "results.md", table + "\n\n" + answer + "\n")
     print(table)
     if answer:
         print("\n" + answer)
-    print(f"\nwritten: {out / 'results.md'}")
+    print(f"\nwritten: {out}")
     return 0

@@ -22,24 +22,25 @@ names three ways to do it.  The experiment (no download: one data set split in t
 The validation images (``--val-per-class``, 100 by default) are other training images of
 classes 5-9; the same data, normalisation (the whole training set's) and schedule serve
 every method.  Everything is in ``OUT`` (default ``runs/experiment-transfer``): one run
-directory per training, ``results.csv``, ``results.md`` and ``transfer.png``.  A run that
-finished is not run again, so an interrupted experiment continues where it stopped.
+directory per training, ``results.csv``, ``results.md`` and ``transfer.png``; ``run.json``
+records the settings (a run directory of kind ``experiment:transfer``).  Started again with
+the same command, a run that finished is not run again and an interrupted one (the pretraining
+too) resumes from its last checkpoint, so an interrupted experiment continues where it
+stopped; other settings in the same folder are refused, naming the keys that differ.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from cnnzoo.errors import ConfigError
-from cnnzoo.experiments import register_experiment
+from cnnzoo.experiments import _runs
 from cnnzoo.experiments._runs import float_list, int_list
 
 METHODS = ("scratch", "all", "last", "head", "new-fc")
@@ -70,6 +71,11 @@ class RunRecord:
 
 DEFAULT_SIZES = (10, 50, 500)
 DEFAULT_TARGETS = (0.75, 0.85, 0.93)
+#: the training flags (from TrainConfig) and notes for their help; defaults: run_transfer_experiment's
+TRAINING_FLAGS = {"data": "", "data_dir": "", "epochs": "of every few-label training",
+                  "batch_size": "", "lr": "SGD, of the few-label trainings", "device": "", "threads": ""}  # fmt: skip
+#: the recipe of every training of the experiment (the pretraining too)
+RECIPE = dict(momentum=0.9, weight_decay=5e-4, schedule="cosine", optimizer="sgd")
 
 
 def targets_for(target: float | Sequence[float] | dict, sizes: Sequence[int]) -> dict[int, float]:
@@ -131,12 +137,9 @@ def run_transfer_experiment(
     log: Callable[[str], None] = print,
 ) -> list[RunRecord]:
     """Run the experiment (module docstring); returns one :class:`RunRecord` per training."""
-    import torch
-
     from cnnzoo.data import load_dataset
-    from cnnzoo.train import fit
-    from cnnzoo.transfer.commands import finetune
-    from cnnzoo.transfer.data import class_subset, parse_classes
+    from cnnzoo.train.engine import torch_threads
+    from cnnzoo.transfer.data import parse_classes
 
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -144,69 +147,105 @@ def run_transfer_experiment(
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"sizes must be positive numbers of images per class, got {list(sizes)}")
     targets = targets_for(target, sizes)
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     full = load_dataset(data, data_dir=data_dir, val_fraction=0.1, seed=0)
     source = parse_classes(source_classes, full.classes)
     target_ids = parse_classes(target_classes, full.classes)
     if set(source) & set(target_ids):
         raise ConfigError("the pretraining and the target classes overlap: the experiment needs unseen classes")
-    common = dict(device=device, progress=False, threads=threads, momentum=0.9, weight_decay=5e-4,
-                  schedule="cosine", optimizer="sgd")  # fmt: skip
+    # the runs' names hold the method, the size and the seed; the rest must be shared by the folder's runs
+    settings = dict(data=data, model=model, source_classes=source_classes, target_classes=target_classes,
+                    val_per_class=val_per_class, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
+                    epochs=epochs, batch_size=batch_size, lr=lr, last_k=last_k)  # fmt: skip
+    exp = _runs.ExperimentDir.open(out, "transfer", settings)
+    execution = dict(device=device, threads=threads, progress=False, data_dir=data_dir)
     records: list[RunRecord] = []
-    for seed in seeds:
-        # 1. pretraining on the source classes
-        pre_dir = out / f"pretrain-{model}-seed{seed}"
-        pre_bundle = class_subset(full, source, seed=seed)
-        if not (pre_dir / "results.json").exists():
-            log(f"pretraining {model} on {pre_bundle.name}: {len(pre_bundle.train)} images, {pretrain_epochs} epochs")
-            fit(model, data=pre_bundle.name, bundle=pre_bundle, epochs=pretrain_epochs, batch_size=128,
-                lr=pretrain_lr, seed=seed, out=str(pre_dir), verbose=False, **common)  # fmt: skip
-        pre_result = json.loads((pre_dir / "results.json").read_text())
-        log(f"pretrained {model} (seed {seed}): test top-1 {100 * pre_result['top1']:.2f}% on classes {source_classes}")
-
-        # 2. few labelled images of the target classes, four ways
-        for per_class in sizes:
-            bundle = class_subset(full, target_ids, per_class=per_class, val_per_class=val_per_class, seed=seed)
-            for method in methods:
-                run_dir = out / f"{method}-{per_class}pc-seed{seed}"
-                record_file = run_dir / "experiment.json"
-                if record_file.exists():
-                    record = RunRecord(**json.loads(record_file.read_text()))
-                else:
-                    record = _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size,
-                                        lr, last_k, common, fit, finetune)  # fmt: skip
-                    record_file.write_text(json.dumps(asdict(record), indent=2))
-                record.epochs_to_target = epochs_to_target(record.val_top1, targets[per_class])
-                records.append(record)
-                reached = record.epochs_to_target or "-"
-                log(f"{per_class:>4} per class  {method:<8} test top-1 {100 * record.test_top1:6.2f}%  "
-                    f"epochs to {100 * targets[per_class]:.0f}% val: {reached}  ({record.seconds:.0f} s)")
-    write_results(records, out, sizes, targets, methods)
+    with torch_threads(threads):
+        for seed in seeds:
+            pre_dir = _pretrain(exp, model, full, source, source_classes, seed, pretrain_epochs, pretrain_lr,
+                                execution, log)  # fmt: skip
+            for per_class in sizes:
+                records += _few_labels(exp, model, full, target_ids, pre_dir, per_class, val_per_class, seed, methods,
+                                       targets[per_class], dict(epochs=epochs, batch_size=batch_size, lr=lr),
+                                       last_k, execution, log)  # fmt: skip
+    write_results(records, exp.path, sizes, targets, methods)
     return records
 
 
-def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs, batch_size, lr, last_k,
-               common, fit, finetune) -> RunRecord:  # fmt: skip
-    import shutil
+def _pretrain(exp: _runs.ExperimentDir, model: str, full, source: list[int], source_classes: str, seed: int,
+              epochs: int, lr: float, execution: dict, log: Callable[[str], None]) -> Path:  # fmt: skip
+    """1. the network trained on the source classes (reused when finished, resumed when not); its run directory."""
+    from cnnzoo.train import fit
+    from cnnzoo.transfer.data import class_subset
 
-    if run_dir.exists():  # an unfinished run of an interrupted experiment: start it again
-        shutil.rmtree(run_dir)
-    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=str(run_dir), **common)
-    start = time.perf_counter()
-    if method == "scratch":
-        result = fit(model, data=bundle.name, bundle=bundle, verbose=False, **settings)
-        net_params = None
-    else:
+    pre_dir = exp / f"pretrain-{model}-seed{seed}"
+    bundle = class_subset(full, source, seed=seed)
+    config = dict(RECIPE, model=model, data=bundle.name, epochs=epochs, batch_size=128, lr=lr, seed=seed)
+
+    def train(resume: bool, callbacks):
+        log(f"pretraining {model} on {bundle.name}: {len(bundle.train)} images, {epochs} epochs")
+        return fit(model, bundle=bundle, out=str(pre_dir), resume=resume, callbacks=callbacks, verbose=False,
+                   **execution, **{k: v for k, v in config.items() if k != "model"})  # fmt: skip
+
+    _runs.train_once(pre_dir, train, wanted=config, log=log, what=f"pretraining {model} (seed {seed})")
+    top1 = _runs.run_results(pre_dir)["top1"]
+    log(f"pretrained {model} (seed {seed}): test top-1 {100 * top1:.2f}% on classes {source_classes}")
+    return pre_dir
+
+
+def _few_labels(exp: _runs.ExperimentDir, model: str, full, target_ids: list[int], pre_dir: Path, per_class: int,
+                val_per_class: int, seed: int, methods: Sequence[str], target: float, training: dict, last_k: int,
+                execution: dict, log: Callable[[str], None]) -> list[RunRecord]:  # fmt: skip
+    """2. few labelled images of the target classes, every method; one record each (``experiment.json``)."""
+    from cnnzoo.transfer.data import class_subset
+
+    bundle = class_subset(full, target_ids, per_class=per_class, val_per_class=val_per_class, seed=seed)
+    records = []
+    for method in methods:
+        run_dir = exp / f"{method}-{per_class}pc-seed{seed}"
+        record_file = run_dir / "experiment.json"
+        if record_file.exists():
+            record = RunRecord(**json.loads(record_file.read_text()))
+        else:
+            _train_one(method, model, bundle, pre_dir, run_dir, dict(RECIPE, seed=seed, **training), last_k,
+                       execution, log)  # fmt: skip
+            record = read_run(method, per_class, seed, run_dir)
+            _runs.write_text(record_file, json.dumps(asdict(record), indent=2))
+        record.epochs_to_target = epochs_to_target(record.val_top1, target)
+        records.append(record)
+        reached = record.epochs_to_target or "-"
+        log(f"{per_class:>4} per class  {method:<8} test top-1 {100 * record.test_top1:6.2f}%  "
+            f"epochs to {100 * target:.0f}% val: {reached}  ({record.seconds:.0f} s)")
+    return records
+
+
+def _train_one(method: str, model: str, bundle, pre_dir: Path, run_dir: Path, config: dict, last_k: int,
+               execution: dict, log: Callable[[str], None]) -> None:  # fmt: skip
+    """One method's training into ``run_dir`` (reused when finished, resumed when not)."""
+    from cnnzoo.train import fit
+    from cnnzoo.transfer.commands import finetune
+
+    wanted = dict(config, data=bundle.name)
+
+    def train(resume: bool, callbacks):
+        settings = dict(config, out=str(run_dir), resume=resume, verbose=False, **execution)
+        if method == "scratch":
+            return fit(model, data=bundle.name, bundle=bundle, callbacks=callbacks, **settings)
+        # (finetune takes no callbacks: a signal after its last step is noticed at the next training)
         mode, k = ("last", 0) if method == "head" else (method, last_k)
-        result = finetune(str(pre_dir), bundle.name, mode, last_k=k, reset_head=True, bundle=bundle,
-                          verbose=False, **settings)  # fmt: skip
-        net_params = json.loads((run_dir / "run.json").read_text())["transfer"]
-    seconds = time.perf_counter() - start
-    val = [row.get("val_top1") for row in result.history]
-    if net_params is None:
+        return finetune(str(pre_dir), bundle.name, mode, last_k=k, reset_head=True, bundle=bundle, **settings)
+
+    kind = "train" if method == "scratch" else "finetune"
+    _runs.train_once(run_dir, train, wanted=wanted, kind=kind, log=log, what=f"{method} ({run_dir.name})")
+
+
+def read_run(method: str, per_class: int, seed: int, run_dir: Path) -> RunRecord:
+    """One training's record, from its run directory (``metrics.csv``, ``results.json``, ``run.json``)."""
+    from cnnzoo.rundir import read_record
+
+    history = _runs.run_history(run_dir)
+    results = _runs.run_results(run_dir)
+    transfer = (read_record(run_dir) or {}).get("transfer")
+    if transfer is None:
         from cnnzoo.train.checkpoint import load_weights
 
         tensors, _ = load_weights(run_dir / "best.safetensors")
@@ -214,11 +253,14 @@ def _train_one(method, model, bundle, pre_dir, run_dir, per_class, seed, epochs,
                                                                              "num_batches_tracked")))  # fmt: skip
         trainable = total
     else:
-        total, trainable = net_params["total_params"], net_params["trainable_params"]
+        total, trainable = transfer["total_params"], transfer["trainable_params"]
     return RunRecord(
-        method=method, per_class=per_class, seed=seed, test_top1=float(result.test_top1 or 0.0),
-        best_val_top1=float(result.best_val_top1 or 0.0), epochs_to_target=None,
-        val_top1=[float(v) for v in val], seconds=seconds, trainable_params=int(trainable), total_params=int(total),
+        method=method, per_class=per_class, seed=seed,
+        test_top1=float(results["top1"]) if results.get("split") == "test" else 0.0,
+        best_val_top1=float(results.get("best_val_top1") or 0.0), epochs_to_target=None,
+        val_top1=[float(row.get("val_top1", math.nan)) for row in history],
+        seconds=float(sum(row.get("seconds", 0.0) for row in history)), trainable_params=int(trainable),
+        total_params=int(total),
     )  # fmt: skip
 
 
@@ -267,16 +309,16 @@ def format_table(records: list[RunRecord], sizes: Sequence[int], target: float |
 def write_results(records: list[RunRecord], out: Path, sizes: Sequence[int], target: float | Sequence[float] | dict,
                   methods: Sequence[str] = METHODS) -> None:  # fmt: skip
     targets = targets_for(target, sizes)
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", "per_class", "seed", "test_top1", "best_val_top1", "target", "epochs_to_target",
-                         "seconds", "trainable_params", "total_params", "val_top1_per_epoch"])  # fmt: skip
-        for r in records:
-            reached = epochs_to_target(r.val_top1, targets[r.per_class])
-            writer.writerow([r.method, r.per_class, r.seed, f"{r.test_top1:.4f}", f"{r.best_val_top1:.4f}",
-                             targets[r.per_class], reached if reached is not None else "", f"{r.seconds:.1f}",
-                             r.trainable_params, r.total_params, " ".join(f"{v:.4f}" for v in r.val_top1)])  # fmt: skip
-    (out / "results.md").write_text(format_table(records, sizes, targets, methods) + "\n")
+    header = ["method", "per_class", "seed", "test_top1", "best_val_top1", "target", "epochs_to_target", "seconds",
+              "trainable_params", "total_params", "val_top1_per_epoch"]  # fmt: skip
+    rows = []
+    for r in records:
+        reached = epochs_to_target(r.val_top1, targets[r.per_class])
+        rows.append([r.method, r.per_class, r.seed, f"{r.test_top1:.4f}", f"{r.best_val_top1:.4f}",
+                     targets[r.per_class], reached if reached is not None else "", f"{r.seconds:.1f}",
+                     r.trainable_params, r.total_params, " ".join(f"{v:.4f}" for v in r.val_top1)])  # fmt: skip
+    _runs.write_csv(Path(out) / "results.csv", header, rows)
+    _runs.write_text(Path(out) / "results.md", format_table(records, sizes, targets, methods) + "\n")
     plot_results(records, out / "transfer.png", sizes, targets, methods)
 
 
@@ -284,12 +326,13 @@ def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], tar
                  methods: Sequence[str] = METHODS) -> Path:  # fmt: skip
     """Test top-1 against labelled images per class, and the validation curves per size."""
     targets = targets_for(target, sizes)
-    import matplotlib
+    with _runs.figure(path, 1, 1 + len(sizes), figsize=(4.2 * (1 + len(sizes)), 3.8)) as (fig, axes):
+        _draw(records, axes, sizes, targets, methods)
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 1 + len(sizes), figsize=(4.2 * (1 + len(sizes)), 3.8))
+def _draw(records: list[RunRecord], axes, sizes: Sequence[int], targets: dict[int, float],
+          methods: Sequence[str]) -> None:  # fmt: skip
     colours = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:green", "tab:purple", "tab:orange")))
     ax = axes[0]
     for method in methods:
@@ -321,10 +364,6 @@ def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], tar
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation top-1 (%)")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 # ------------------------------------------------------------------------------------------
@@ -333,8 +372,6 @@ def plot_results(records: list[RunRecord], path: Path, sizes: Sequence[int], tar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
-    p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--model", default="lenet5", help="the network (default lenet5; e.g. resnet20 to scale up)")
     p.add_argument("--source-classes", default="0-4", help="pretraining classes (default 0-4)")
     p.add_argument("--target-classes", default="5-9", help="new classes (default 5-9)")
@@ -343,38 +380,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-per-class", type=int, default=100, help="validation images per new class (default 100)")
     p.add_argument("--pretrain-epochs", type=int, default=5)
     p.add_argument("--pretrain-lr", type=float, default=0.05)
-    p.add_argument("--epochs", type=int, default=20, help="epochs of every few-label training (default 20)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.02, help="SGD learning rate of the few-label trainings (default 0.02)")
     p.add_argument("--last-k", type=int, default=1, help="mode last: layers below the head that train (default 1)")
     p.add_argument("--target", type=float_list, default=None,
                    help="validation top-1 for 'epochs to target': one value, or one per size "
                    "(default 0.75,0.85,0.93 for the default sizes, else 0.85)")  # fmt: skip
     p.add_argument("--seeds", type=int_list, default=[0], help="seeds, comma-separated (default 0)")
     p.add_argument("--methods", default=",".join(METHODS), help="subset of scratch,all,last,head,new-fc")
-    p.add_argument("--out", default="runs/experiment-transfer", help="output folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
 
-@register_experiment(
+@_runs.training_experiment(
     "transfer",
     "transfer learning three ways vs from scratch: Fashion-MNIST classes 0-4 -> 5-9, 10/50/500 labels per class",
-    add_arguments,
-)
-def run(args: argparse.Namespace) -> int:
+    run_transfer_experiment, TRAINING_FLAGS, add_arguments,
+)  # fmt: skip
+def run(args: argparse.Namespace, training: dict) -> int:
     target = args.target
     if target is None:
         target = list(DEFAULT_TARGETS) if list(args.sizes) == list(DEFAULT_SIZES) else [0.85]
-    records = run_transfer_experiment(
-        data=args.data, data_dir=args.data_dir, model=args.model, source_classes=args.source_classes,
-        target_classes=args.target_classes, sizes=args.sizes, val_per_class=args.val_per_class,
-        pretrain_epochs=args.pretrain_epochs, pretrain_lr=args.pretrain_lr, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, last_k=args.last_k, target=target, seeds=args.seeds,
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()], out=args.out, device=args.device,
-        threads=args.threads,
-    )  # fmt: skip
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    records = run_transfer_experiment(
+        model=args.model, source_classes=args.source_classes, target_classes=args.target_classes, sizes=args.sizes,
+        val_per_class=args.val_per_class, pretrain_epochs=args.pretrain_epochs, pretrain_lr=args.pretrain_lr,
+        last_k=args.last_k, target=target, seeds=args.seeds, methods=methods, out=args.out, **training,
+    )  # fmt: skip
     print()
     print(format_table(records, args.sizes, target, methods))
     print(f"\nwritten: {Path(args.out) / 'results.csv'}, results.md, transfer.png")

@@ -33,7 +33,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "plateau", "cosine", "onecycle")
 SCHEDULE_UNITS = ("epoch", "step")
 DEVICES = ("auto", "cpu", "cuda")
-AMP_MODES = ("none", "bf16")
+AMP_MODES = ("auto", "bf16", "none")
 
 
 def _key(default: Any = None, help: str = "", *, flags: tuple[str, ...] = (), group: str = "", cli: bool = True,
@@ -59,7 +59,7 @@ class TrainConfig:
     recipe: str | None = _key(None, "recipe: a YAML file or a shipped recipe name", cli=False)
 
     # data
-    data: str = _key("fashion-mnist", "data set (see below), e.g. cifar10, imagefolder:PATH, synthetic", group="data")
+    data: str = _key("fashion-mnist", "data set, e.g. cifar10, imagefolder:PATH, synthetic", group="data")
     data_dir: str | None = _key(None, "where the data set's files are (default: the usual places)", group="data")
     download: bool = _key(True, "download a missing data set (torchvision's downloaders)", group="data")
     val_fraction: float = _key(0.1, "fraction of the training set held out for validation", group="data")
@@ -127,9 +127,11 @@ class TrainConfig:
                                group="execution")  # fmt: skip
     device: str = _key("auto", "cpu, cuda or auto", group="execution")
     threads: int | None = _key(None, "CPU threads for torch (1 is often fastest on a busy machine)", group="execution")
-    amp: str = _key("none", "mixed precision: bf16 or none", group="execution")
-    channels_last: bool = _key(False, "channels-last memory format", group="execution")
-    compile: bool = _key(False, "torch.compile the model", group="execution")
+    amp: str = _key("auto", "mixed precision: auto (bf16 where the CPU or GPU has it), bf16 or none",
+                    group="execution")  # fmt: skip
+    channels_last: bool | None = _key(None, "channels-last memory format (default: on for a CPU)", group="execution")
+    compile: bool = _key(False, "torch.compile the model (falls back to eager with a warning if it fails)",
+                         group="execution")  # fmt: skip
     sync_bn: bool = _key(False, "SyncBatchNorm across processes (distributed, CUDA)", group="execution")
     tensorboard: bool = _key(False, "also write TensorBoard event files to RUN_DIR/tensorboard", group="output")
     progress: bool = _key(True, "progress bar on a terminal (one line per epoch otherwise)", group="output")

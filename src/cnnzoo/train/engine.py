@@ -16,9 +16,11 @@ weights, and the test split is measured once, with them, at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -34,6 +36,7 @@ from cnnzoo.train import callbacks as cb
 from cnnzoo.train import distributed as dist_utils
 from cnnzoo.train.config import RESUME_FREE_KEYS, TrainConfig, read_config, resolve, save_config, to_dict, validate
 from cnnzoo.train.optim import LRSchedule, build_optimizer
+from cnnzoo.train.speed import CompiledWithFallback, resolve_amp, resolve_channels_last
 from cnnzoo.train.trainer import (  # noqa: F401 - re-exported: the engine's public names
     Callback,
     FitResult,
@@ -192,6 +195,11 @@ class _Setup:
         if self.verbose and self.dist.is_main:
             self.printer(text)
 
+    def warn(self, text: str) -> None:
+        """A warning: on standard error, also when the run is quiet."""
+        if self.dist.is_main:
+            print(f"cnnzoo: warning: {text}", file=sys.stderr, flush=True)
+
     def run(self, extra_callbacks: list[Callback], loss) -> FitResult:
         config = self.config
         self.spec = self._model_spec()  # an unknown model, option or input size fails before any work
@@ -259,6 +267,11 @@ class _Setup:
         config = self.config
         from cnnzoo.registry import model_info
 
+        # config.yaml keeps what was asked for ("auto"); the run uses what this machine resolves it to
+        self.asked = dataclasses.replace(config)
+        config.amp, self.precision = resolve_amp(config.amp, self.device, self.warn)
+        config.channels_last = resolve_channels_last(config.channels_last, self.device)
+
         bundle = self.bundle if self.bundle is not None else load_dataset(
             config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
             seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
@@ -276,6 +289,8 @@ class _Setup:
             self.spec.num_classes, self.spec.in_chans = len(self.classes), int(bundle.in_chans)
             model = self.spec.build()
         model.to(self.device)
+        if self.module is None and hasattr(model, "init_from_data"):
+            self._init_from_data(model, bundle)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = build_optimizer(model, config)
@@ -303,7 +318,7 @@ class _Setup:
         if len(train_loader) == 0:
             raise ConfigError("the training split gives no batch: lower --batch-size or raise --limit-train")
         schedule = LRSchedule(optimizer, config, len(train_loader))
-        train_model = torch.compile(model) if config.compile else model
+        train_model = CompiledWithFallback(model, self.warn) if config.compile else model
         train_model = dist_utils.wrap_model(train_model, self.dist, self.device, config.sync_bn)
 
         title = f"{config.model} on {bundle.name}"
@@ -335,11 +350,28 @@ class _Setup:
             "num_classes": len(self.classes), "in_chans": int(bundle.in_chans),
             "data_size": list(bundle.image_size) if bundle.image_size else None, "input_size": list(self.input_size),
             "mean": [float(v) for v in bundle.mean], "std": [float(v) for v in bundle.std],
-            "model_kwargs": self.config.model_kwargs, **self.extra_record,
+            "model_kwargs": self.config.model_kwargs, "amp": self.config.amp,
+            "channels_last": bool(self.config.channels_last), **self.extra_record,
         }  # fmt: skip
 
     def _checkpoint_record(self) -> dict[str, Any]:
-        return {"config": to_dict(self.config), "meta": self.record()}
+        return {"config": to_dict(self.asked), "meta": self.record()}
+
+    def _init_from_data(self, model: nn.Module, bundle, count: int = 10_000) -> None:
+        """A data-dependent initialisation (fastnet's whitening layer): up to ``count`` training images.
+
+        They are normalised like the training batches but not augmented; a resumed run loads
+        its checkpoint over the result.
+        """
+        loader = make_loader(bundle.train, batch_size=1000, train=False, augment=None, device=self.device,
+                             input_size=self.input_size, mean=bundle.mean, std=bundle.std, seed=self.config.seed)
+        images, seen = [], 0
+        for batch, _ in loader:
+            images.append(batch)
+            seen += batch.shape[0]
+            if seen >= count:
+                break
+        model.init_from_data(torch.cat(images)[:count])
 
     # -- training ---------------------------------------------------------------------------
     def _train(self, trainer: Trainer) -> FitResult:
@@ -349,12 +381,15 @@ class _Setup:
         dist_utils.barrier(self.dist)
         try:
             if self.dist.is_main:
-                save_config(config, run / "config.yaml")
+                save_config(self.asked, run / "config.yaml")
             world = f" on {self.dist.world_size} processes ({self.dist.backend})" if self.dist.enabled else ""
             sizes = ", ".join(f"{len(s) if s is not None else 0} {n}" for s, n in
                               ((bundle.train, "train"), (bundle.val, "val"), (bundle.test, "test")))  # fmt: skip
             self.say(f"training {config.model} on {bundle.name} ({sizes} images, input {self.input_size[0]}x"
                      f"{self.input_size[1]}x{bundle.in_chans}) on {self.device}{world}")  # fmt: skip
+            layout = ", channels-last" if config.channels_last else ""
+            compiled = ", torch.compile" if config.compile else ""
+            self.say(f"precision: {self.precision}{layout}{compiled}")
             self.say(f"run directory: {run}")
             result = trainer.fit()
         except BaseException:

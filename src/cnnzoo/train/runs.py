@@ -175,7 +175,15 @@ def evaluate_run(
     loader = engine.make_loader(part, batch_size=batch_size, train=False, device=run.device,
                                 input_size=tuple(meta["input_size"]), augment=None, mean=meta["mean"],
                                 std=meta["std"], seed=config.seed)  # fmt: skip
-    meter = engine.evaluate(run.model, loader, run.device, meta["num_classes"], tta_flip=tta_flip, confusion=True)
+    from cnnzoo.train.speed import resolve_amp
+
+    # the precision and layout the run was tested with, where this machine has them
+    amp, _ = resolve_amp("auto" if meta.get("amp") == "bf16" else "none", run.device, lambda text: None)
+    channels_last = bool(meta.get("channels_last", False))
+    if channels_last:
+        run.model.to(memory_format=torch.channels_last)
+    meter = engine.evaluate(run.model, loader, run.device, meta["num_classes"], tta_flip=tta_flip, confusion=True,
+                            amp=amp, channels_last=channels_last)  # fmt: skip
     plot_confusion(meter.confusion, list(bundle.classes), png,
                    title=f"{meta['model']} on {bundle.name}, {split} split")  # fmt: skip
     return EvalReport(split=split, data=bundle.name, checkpoint=run.checkpoint, count=meter.count, loss=meter.loss,

@@ -61,13 +61,13 @@ class FitResult:
     test_top5: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     config: Any = None
-    #: the signal that interrupted the run ("SIGINT" or "SIGTERM")
+    #: the signal that interrupted the run, or came after its last step ("SIGINT" or "SIGTERM")
     signal: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when completed or stopped as asked; 128 + the signal's number when interrupted."""
-        if self.status != "interrupted":
+        """0 when completed or stopped as asked; 128 + the signal's number when a signal came."""
+        if self.status != "interrupted" and self.signal is None:
             return 0
         try:
             return 128 + int(signal.Signals[self.signal])
@@ -233,6 +233,7 @@ class Trainer:
                     break
             result = self.result(status)
             self._call("on_fit_end", result)
+            result.signal = self.interrupt  # also one that came after the last step (during the final test)
             return result
         finally:
             self._call("teardown")
@@ -242,7 +243,7 @@ class Trainer:
             run_dir=self.run.path if self.run is not None else None, status=status, epochs_done=len(self.history),
             steps=self.step, best_epoch=self.best_epoch, best_val_top1=self.best_val_top1,
             val_top1=self.history[-1].get("val_top1") if self.history else None, history=self.history,
-            config=self.config, signal=self.interrupt if status == "interrupted" else None,
+            config=self.config, signal=self.interrupt,
         )  # fmt: skip
 
     @property

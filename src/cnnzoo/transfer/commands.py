@@ -35,6 +35,7 @@ def finetune(
     bundle=None,
     verbose: bool = True,
     log: Callable[[str], None] | None = None,
+    callbacks=(),
     **overrides,
 ):
     """Fine-tune the weights of ``source`` on ``data`` the brief's way ``mode``; returns a ``FitResult``.
@@ -108,7 +109,7 @@ def finetune(
         fit_overrides["out"] = str(default_path(name, mode, config.data))
     summary = _summary_callback(net, (bundle.in_chans, *input_size), say)
     return fit(net, data_name, recipe=recipe, verbose=verbose, log=log, bundle=bundle, kind="finetune",
-               record=record, callbacks=[summary], **fit_overrides)
+               record=record, callbacks=[summary, *callbacks], **fit_overrides)
 
 
 def _summary_callback(model, input_size, say):
