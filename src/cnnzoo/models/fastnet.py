@@ -50,16 +50,26 @@ def _batch_norm(channels: int, momentum: float) -> nn.BatchNorm2d:
 class ConvBlock(nn.Sequential):
     """``conv 3x3 -> max-pool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU``."""
 
-    def __init__(self, in_channels: int, out_channels: int, bn_momentum: float) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bn_momentum: float, act: str = "gelu") -> None:
         super().__init__(OrderedDict(
             conv1=nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
             pool=nn.MaxPool2d(2),
             norm1=_batch_norm(out_channels, bn_momentum),
-            act1=nn.GELU(),
+            act1=_activation(act),
             conv2=nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
             norm2=_batch_norm(out_channels, bn_momentum),
-            act2=nn.GELU(),
+            act2=_activation(act),
         ))  # fmt: skip
+
+
+ACTIVATIONS = ("gelu", "relu")
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"fastnet's act is one of {', '.join(ACTIVATIONS)}, got {name!r}")
+    # airbench uses GELU; ReLU is cheaper on a CPU
+    return nn.GELU() if name == "gelu" else nn.ReLU(inplace=True)
 
 
 class FastNet(ClassifierNet):
@@ -68,7 +78,8 @@ class FastNet(ClassifierNet):
     classifier_path = "fc"
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, widths: Sequence[int] = (64, 128, 256),
-                 bn_momentum: float = 0.4, logit_scale: float = 1 / 9, whiten_eps: float = 5e-4) -> None:  # fmt: skip
+                 bn_momentum: float = 0.4, logit_scale: float = 1 / 9, whiten_eps: float = 5e-4,
+                 act: str = "gelu") -> None:  # fmt: skip
         super().__init__(num_classes, in_chans)
         widths = [int(w) for w in widths]
         if len(widths) != 3 or min(widths) < 1:
@@ -80,10 +91,10 @@ class FastNet(ClassifierNet):
         self.whiten = nn.Conv2d(in_chans, 2 * patch, kernel_size=2, bias=True)
         self.whiten.weight.requires_grad_(False)
         self.whiten.bias.requires_grad_(False)
-        self.act = nn.GELU()
+        self.act = _activation(act)
         blocks, channels = [], 2 * patch
         for width in widths:
-            blocks.append(ConvBlock(channels, width, bn_momentum))
+            blocks.append(ConvBlock(channels, width, bn_momentum, act))
             channels = width
         self.blocks = nn.Sequential(*blocks)
         self.num_features = channels
