@@ -108,9 +108,11 @@ def test_fastnet_whitening_decorrelates_the_patches():
 
 def test_fastnet_starts_from_identity_convolutions_and_frozen_bn_scales():
     model = cnnzoo.create_model("fastnet", num_classes=10, in_chans=1)
-    conv = model.blocks[1].conv2  # 128 -> 128
+    conv = model.blocks[1].conv2  # 96 -> 96 with the default widths
     centre = conv.weight[:, :, 1, 1]
-    assert torch.equal(centre.diagonal(), torch.ones(128))
+    assert conv.in_channels == conv.out_channels
+    assert torch.equal(centre.diagonal(), torch.ones(conv.out_channels))
+    assert torch.equal(conv.weight[0, 0], torch.tensor([[0.0, 0, 0], [0, 1, 0], [0, 0, 0]]))
     assert not any(p.requires_grad for n, p in model.named_parameters() if n.endswith("norm1.weight"))
     assert all(p.requires_grad for n, p in model.named_parameters() if n.endswith("norm1.bias"))
 
