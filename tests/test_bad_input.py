@@ -79,6 +79,7 @@ CASES = [
     (["finetune", "--from", "{run}", "--data", SYN, "--mode", "some"], "unknown transfer mode 'some'"),
     (["finetune", "--from", "{run}", "--data", SYN, "--per-class", "3"], "need --classes"),
     (["finetune", "--from", "{run}", "--data", SYN, "--out", "{tmp}/userfiles"], "not a cnnzoo run directory"),
+    (["finetune", "--from", "{run}", "--data", SYN, "-o", "nosuch=1"], "lenet5 has no option 'nosuch'"),
     # analysis
     (["summary", "vgg16", "--input", "3x2"], "vgg16"),
     (["summary", "resnet50", "-o", "stride_in_1x1=yes"], "takes true or false"),

@@ -119,3 +119,15 @@ def test_a_bad_model_option_is_one_line_naming_the_nearest(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and message in err, (flags, err)
         assert not out.exists()
+
+
+def test_finetune_takes_checked_model_options_and_records_them(tmp_path, capsys):
+    source = fit("resnet20", data=SYN, out=str(tmp_path / "src"), max_steps=1, **QUICK)
+    out = tmp_path / "ft"
+    code = cli.main(["finetune", "--from", str(source.run_dir), "--data", SYN, "--mode", "all", "-o",
+                     "drop_path_rate=0.1", "--epochs", "1", "--max-steps", "1", "-b", "12", "--out", str(out),
+                     "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    spec = json.loads((out / "run.json").read_text())["spec"]
+    assert spec["name"] == "resnet20" and spec["options"]["drop_path_rate"] == 0.1
+    assert load_run(out, device="cpu").model(torch.randn(2, 1, 16, 16)).shape == (2, 3)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.train.commands import add_training_flags, train_overrides
+from cnnzoo.train.config import add_model_option_flag
 
 
 def finetune(
@@ -64,10 +65,19 @@ def finetune(
         raise ConfigError("--per-class and --val-per-class need --classes")
     if data is not None:
         overrides["data"] = data
-    config, _ = resolve(recipe, {**{k: v for k, v in overrides.items() if v is not None}, "model": "finetune"})
+    config, _ = resolve(recipe, {**{k: v for k, v in overrides.items() if v is not None and k != "model_kwargs"},
+                                 "model": "finetune"})  # fmt: skip
 
     src = load_source(source)
-    net = src.build(model)
+    options = dict(overrides.pop("model_kwargs", None) or {})  # -o KEY=VALUE: the architecture's options
+    if options:
+        from cnnzoo.modelspec import check_options
+
+        arch = model or src.model_name
+        if not arch:
+            raise ConfigError(f"-o needs the architecture: give --model NAME for {source}")
+        options = check_options(arch, options)
+    net = src.build(model, **options)
     name = getattr(net, "model_name", None) or getattr(getattr(net, "base", None), "model_name", model)
 
     if bundle is None:
@@ -165,6 +175,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--per-class", type=int, help="with --classes: this many labelled training images per class")
     p.add_argument("--val-per-class", type=int, help="with --per-class: validation images per class, "
                    "from the remaining training images")  # fmt: skip
+    add_model_option_flag(p)
     add_training_flags(p)
     p.set_defaults(func=cmd_finetune)
 
