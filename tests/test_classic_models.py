@@ -44,6 +44,27 @@ def test_lenet5_c3_follows_table_1():
         assert not torch.equal(c3(x)[:, 3], c3(y)[:, 3])
 
 
+def test_lenet5_initialisation_follows_appendix_c():
+    """LeCun et al. 1998, Appendix C: uniform in +-2.4/F, F the fan-in of the unit."""
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("lenet5")
+    c3 = model.features[4]
+    layers = {"C1": (model.features[0], 25), "C3 map 0": (c3.maps[0], 75), "C3 map 6": (c3.maps[6], 100),
+              "C3 map 15": (c3.maps[15], 150), "C5": (model.features[8], 400), "F6": (model.f6, 120),
+              "output": (model.classifier, 84)}
+    for name, (layer, fan_in) in layers.items():
+        bound = 2.4 / fan_in
+        for tensor in (layer.weight, layer.bias):
+            assert tensor.abs().max() <= bound, name
+        # uniform over the whole range, not a narrower one (C5: 48,000 draws)
+        assert layer.weight.abs().max() > 0.8 * bound, name
+    for subsampling in (model.features[2], model.features[6]):
+        # four inputs summed (F = 4) then scaled; the module averages, so it stores 4x the coefficient
+        assert subsampling.weight.abs().max() <= 2.4 and subsampling.bias.abs().max() <= 0.6
+    c5 = model.features[8].weight
+    assert c5.std().item() == pytest.approx((2.4 / 400) / 3**0.5, rel=0.05)  # std of U(-b, b)
+
+
 # --------------------------------------------------------------------------- AlexNet
 def test_alexnet_matches_torchvision():
     _assert_same_outputs(cnnzoo.create_model("alexnet"), torchvision.models.alexnet(), (3, 224, 224))
@@ -54,6 +75,18 @@ def test_alexnet_totals_match_torchvision_published_figures():
     s = cnnzoo.summary("alexnet")
     assert s.total_params == pytest.approx(61.10e6, rel=0.02)
     assert s.total_macs == pytest.approx(0.71e9, rel=0.02)
+
+
+def test_alexnet_paper_drops_out_the_outputs_of_fc6_and_fc7():
+    """Krizhevsky et al. 2012, Section 4.2 (and the Caffe release: fc6-relu6-drop6, fc7-relu7-drop7);
+    torchvision's ``alexnet`` keeps its own order, dropout before FC6 and FC7."""
+    paper = cnnzoo.create_model("alexnet_paper").classifier
+    assert [type(m).__name__ for m in paper] == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    assert paper[2].p == paper[5].p == 0.5
+    assert (paper[0].out_features, paper[3].out_features, paper[6].out_features) == (4096, 4096, 1000)
+    single_tower = cnnzoo.create_model("alexnet").classifier
+    assert [type(m).__name__ for m in single_tower] == [
+        "Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
 
 
 def _lecture_rows(summary):

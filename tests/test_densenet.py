@@ -94,6 +94,27 @@ def test_cifar_bc_structure_and_run():
     assert out.shape == (2, 10)
 
 
+def test_dropout_follows_every_convolution_but_the_first():
+    """Section 4.2: "we add a dropout layer after each convolutional layer (except the first
+    one)", so the transitions' 1x1 convolutions get one too; none at drop_rate=0 (torchvision)."""
+    model = create_model("densenet_bc_100_12", drop_rate=0.2)
+    transitions = [m for m in model.features if isinstance(m, Transition)]
+    assert len(transitions) == 2
+    for t in transitions:
+        assert [type(m).__name__ for m in t] == ["BatchNorm2d", "ReLU", "Conv2d", "Dropout", "AvgPool2d"]
+        assert t.dropout.p == 0.2
+    layer = model.features.denseblock1.denselayer1
+    assert layer.dropout.p == 0.2  # applied after conv1 and after conv2 of every dense layer
+    # live in training mode, the identity in eval mode
+    t = transitions[0]
+    x = torch.randn(1, t.in_channels, 8, 8)
+    with torch.no_grad():
+        assert not torch.equal(t.train()(x), t(x))
+        assert torch.equal(t.eval()(x), t(x))
+    plain = create_model("densenet_bc_100_12")
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+
+
 def test_dense_block_concatenates_every_earlier_output():
     """Eq. 2: layer l reads [x_0, ..., x_{l-1}]; the block outputs in + L * k maps, and its
     input comes through unchanged as the first channels."""

@@ -254,16 +254,33 @@ def test_cifar_net_runs_and_keeps_the_contract():
 
 
 def test_resnet1202_builds_and_runs(resnet1202):
-    """Section 4.2: the 1202-layer net (n = 200) builds and runs a 32x32 batch.
-
-    In training mode, as it would be trained: with fresh running statistics the eval-mode
-    BNs are identities and 600 un-normalised residual additions overflow float32.
-    """
+    """Section 4.2: the 1202-layer net (n = 200) builds and runs a 32x32 batch, finite in both
+    modes when freshly built: with fresh running statistics the eval-mode BNs are identities,
+    and 600 un-normalised residual additions would overflow float32 but for the zero-initialised
+    last BN of each block (Goyal et al. 2017), on by default for this depth."""
     assert len(resnet1202.residual_blocks()) == 600
-    resnet1202.train()
+    assert all(torch.count_nonzero(b.last_bn().weight) == 0 for b in resnet1202.residual_blocks())
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        out = resnet1202(torch.randn(1, 3, 32, 32))
-    assert out.shape == (1, 10) and torch.isfinite(out).all()
+        for mode in (True, False):
+            out = resnet1202.train(mode)(x)
+            assert out.shape == (2, 10) and torch.isfinite(out).all(), f"training={mode}"
+
+
+def test_zero_init_residual_makes_each_block_its_shortcut():
+    """Goyal et al. 2017, Section 5.1: gamma = 0 in each block's last BN; the block then
+    computes relu(shortcut(x)), and the zeroed scale still receives a gradient."""
+    torch.manual_seed(0)
+    model = create_model("resnet20", zero_init_residual=True).eval()
+    block = model.layer1[1]
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.relu(x), rtol=0, atol=0)
+    model.train()
+    model(torch.randn(4, 3, 16, 16)).sum().backward()
+    assert block.last_bn().weight.grad.abs().sum() > 0
+    # the paper's own He initialisation stays the default for the shallower nets
+    assert torch.count_nonzero(create_model("resnet20").layer1[1].last_bn().weight) == 16
 
 
 def test_min_size_runs():

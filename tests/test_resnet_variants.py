@@ -80,6 +80,35 @@ def test_preact_nets_run():
     assert (features >= 0).all()  # the final BN-ReLU after the last unit
 
 
+def test_preact_resnet1001_is_finite_when_freshly_built():
+    """333 identity units: with fresh (unit) running statistics the eval-mode BNs normalise
+    nothing and the stream would overflow; each branch's last conv starts at zero (Goyal et
+    al. 2017) by default for this depth, so the fresh net is finite in eval mode."""
+    torch.manual_seed(0)
+    model = create_model("preact_resnet1001").eval()
+    units = model.residual_blocks()
+    assert len(units) == 333
+    assert all(torch.count_nonzero(u.last_conv().weight) == 0 for u in units)
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 8, 8))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_preact_zero_init_starts_units_as_identity_and_trains():
+    """A zeroed last conv (not the BN before it, whose ReLU would pass no gradient) makes an
+    identity unit return its input exactly, and that conv still receives a gradient."""
+    torch.manual_seed(0)
+    model = create_model("preact_resnet164", zero_init_residual=True).eval()
+    unit = model.layer1[1]
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), x, rtol=0, atol=0)
+    model.train()
+    model(torch.randn(2, 3, 16, 16)).sum().backward()
+    assert unit.last_conv().weight.grad.abs().sum() > 0
+    assert torch.count_nonzero(create_model("preact_resnet164").layer1[1].last_conv().weight) > 0
+
+
 # --------------------------------------------------------------------------------------------
 # Wide ResNets (Zagoruyko & Komodakis 2016)
 

@@ -93,13 +93,21 @@ def compressed_width(channels: int, compression: float) -> int:
 
 
 class Transition(nn.Sequential):
-    """BN-ReLU-conv1x1-avgpool2x2/2 between two dense blocks (Section 3, "Pooling layers")."""
+    """BN-ReLU-conv1x1-avgpool2x2/2 between two dense blocks (Section 3, "Pooling layers").
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    ``drop_rate > 0`` puts dropout after the convolution (before the pooling): Huang et al. add
+    "a dropout layer after each convolutional layer (except the first one)" (Section 4.2), the
+    transitions' convolutions included, as in their Torch code.  With ``drop_rate = 0`` there
+    is no dropout module, so the layout stays torchvision's.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, drop_rate: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        if drop_rate > 0:
+            self.dropout = nn.Dropout(drop_rate)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
         self.in_channels = in_channels
         self.out_channels = out_channels

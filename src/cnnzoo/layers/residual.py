@@ -327,6 +327,10 @@ class PreActBasicBlock(_PreActBlock):
         branch = self.conv2(self.dropout(self.act2(self.bn2(branch))))
         return self._add(branch, shortcut_input)
 
+    def last_conv(self) -> nn.Conv2d:
+        """The branch's final layer (zeroed by ``zero_init_residual``)."""
+        return self.conv2
+
 
 class WideBasicBlock(PreActBasicBlock):
     """The Wide ResNet block B(3,3) with dropout, "wide-dropout" (Zagoruyko & Komodakis 2016,
@@ -379,6 +383,10 @@ class PreActBottleneck(_PreActBlock):
         branch = self.act2(self.bn2(self.conv1(branch)))
         branch = self.act3(self.bn3(self.conv2(branch)))
         return self._add(self.conv3(branch), shortcut_input)
+
+    def last_conv(self) -> nn.Conv2d:
+        """The branch's final layer (zeroed by ``zero_init_residual``)."""
+        return self.conv3
 
 
 __all__ = [

@@ -3,7 +3,7 @@
 ``alexnet_paper`` is Krizhevsky, Sutskever & Hinton 2012 (Section 3, Figure 2):
 227x227x3 input, conv 96-256-384-384-256, ReLU, local response normalisation after
 conv1 and conv2 (Section 3.3), overlapping 3x3/2 max-pooling (Section 3.4),
-FC-4096, FC-4096 with dropout 0.5 (Section 4.2).  The two GPUs are kept as
+FC-4096, FC-4096 with dropout 0.5 on their outputs (Section 4.2).  The two GPUs are kept as
 ``groups=2``: conv2, conv4 and conv5 see only the kernel maps on their own GPU,
 conv3 and the fully connected layers see both (Section 3.5).  It has 60.97M params.
 
@@ -36,18 +36,20 @@ ONE_WEIRD_TRICK_PAPER = Paper(
 )
 
 
-def _classifier(in_features: int, hidden: int, num_classes: int, drop_rate: float) -> nn.Sequential:
-    # Dropout before FC6 and FC7, as in torchvision (indices 0..6): "we use dropout in
-    # the first two fully-connected layers" (Section 4.2).
-    return nn.Sequential(
-        nn.Dropout(p=drop_rate),
-        nn.Linear(in_features, hidden),
-        nn.ReLU(inplace=True),
-        nn.Dropout(p=drop_rate),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(inplace=True),
-        linear_or_identity(hidden, num_classes),
-    )
+def _classifier(in_features: int, hidden: int, num_classes: int, drop_rate: float,
+                dropout_after_fc: bool = False) -> nn.Sequential:
+    """FC6, FC7 (each with ReLU and dropout), FC8 at index 6.
+
+    "We use dropout in the first two fully-connected layers" (Section 4.2): the paper and its
+    Caffe release drop out the outputs of FC6 and FC7 (FC-ReLU-dropout, ``dropout_after_fc``);
+    torchvision puts the dropout before FC6 and FC7 (dropout-FC-ReLU).
+    """
+    def fc(in_f: int) -> list[nn.Module]:
+        layers = [nn.Linear(in_f, hidden), nn.ReLU(inplace=True)]
+        dropout = [nn.Dropout(p=drop_rate)]
+        return (layers + dropout) if dropout_after_fc else (dropout + layers)
+
+    return nn.Sequential(*fc(in_features), *fc(hidden), linear_or_identity(hidden, num_classes))
 
 
 class AlexNetBase(ClassifierNet):
@@ -56,13 +58,13 @@ class AlexNetBase(ClassifierNet):
     classifier_path = "classifier.6"
 
     def __init__(self, features: nn.Sequential, pool: nn.Module, feature_shape: tuple[int, int, int],
-                 num_classes: int, in_chans: int, drop_rate: float) -> None:
+                 num_classes: int, in_chans: int, drop_rate: float, dropout_after_fc: bool = False) -> None:
         super().__init__(num_classes, in_chans)
         self.num_features = 4096
         self.features = features
         self.avgpool = pool
         channels, height, width = feature_shape
-        self.classifier = _classifier(channels * height * width, 4096, num_classes, drop_rate)
+        self.classifier = _classifier(channels * height * width, 4096, num_classes, drop_rate, dropout_after_fc)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -102,7 +104,9 @@ class AlexNetPaper(AlexNetBase):
     ("Response-normalization layers follow the first and second convolutional layers.
     Max-pooling layers ... follow both response-normalization layers", Section 3.5).
     The lecture's list (002) puts each norm after its pool (``lrn_after_pool=True``);
-    the convolution and pooling output sizes are the same either way.
+    the convolution and pooling output sizes are the same either way.  The head is
+    FC6-ReLU-dropout, FC7-ReLU-dropout, FC8: dropout on the outputs of FC6 and FC7 (Section 4.2
+    and the Caffe release), not before them as in torchvision's ``alexnet``.
     """
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5,
@@ -130,7 +134,9 @@ class AlexNetPaper(AlexNetBase):
             nn.MaxPool2d(kernel_size=3, stride=2),  # 13 -> 6
         )
         # the fully connected layers read a fixed 6x6x256 map: only 227x227 inputs fit
-        super().__init__(features, nn.Identity(), (256, 6, 6), num_classes, in_chans, drop_rate)
+        # dropout on the outputs of FC6 and FC7, as in the paper and the Caffe release
+        super().__init__(features, nn.Identity(), (256, 6, 6), num_classes, in_chans, drop_rate,
+                         dropout_after_fc=True)
         self._init_weights()
 
     def _init_weights(self) -> None:

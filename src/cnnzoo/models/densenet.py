@@ -40,7 +40,8 @@ class DenseNet(ClassifierNet):
     ``block_layers``: layers per dense block; ``growth_rate``: k; ``stem_channels``: the first
     conv's filters; ``stem``: ``"imagenet"`` (7x7/2 conv-BN-ReLU-maxpool) or ``"cifar"`` (one
     3x3 conv); ``compression``: theta of the transitions; ``bottleneck``: the 1x1 conv in each
-    layer (``bn_size * k`` wide); ``drop_rate``: dropout after each conv of a dense layer.
+    layer (``bn_size * k`` wide); ``drop_rate``: dropout after every convolution but the first,
+    in the dense layers and the transitions (Section 4.2).
     """
 
     classifier_path = "classifier"
@@ -82,7 +83,7 @@ class DenseNet(ClassifierNet):
             self.features.add_module(f"denseblock{index + 1}", block)
             channels = block.out_channels
             if index != len(block_layers) - 1:
-                transition = Transition(channels, compressed_width(channels, compression))
+                transition = Transition(channels, compressed_width(channels, compression), drop_rate=drop_rate)
                 self.features.add_module(f"transition{index + 1}", transition)
                 channels = transition.out_channels
         self.features.add_module(f"norm{len(block_layers) + 1}", nn.BatchNorm2d(channels))

@@ -8,7 +8,10 @@ k, l, m, n) -> Inception-ResNet-B x N at 17x17 -> Reduction-B -> Inception-ResNe
 
 ``inception_resnet_v1`` is the paper: the stem of Figure 14 (35x35x256), 5 x Figure 10,
 Reduction-A (192, 192, 256, 384) to 17x17x896, 10 x Figure 11, Reduction-B of Figure 12 to
-8x8x1792, 5 x Figure 13; residual scales 0.17, 0.10, 0.20.
+8x8x1792, 5 x Figure 13; residual scales 0.17, 0.10, 0.20.  Its 22.76M parameters (1000
+classes) follow Figure 15 and Figures 10-14, not the FaceNet-style Inception-ResNet-v1 that
+some libraries ship (23.99M parameters): that is a variant of its own, not the paper's net, so
+the two counts are not expected to agree.
 
 ``inception_resnet_v2`` is the released model (TF-slim; timm ``inception_resnet_v2``, whose
 weights load strictly).  The paper's version (Figures 3, 16-19) does not add up: its

@@ -9,6 +9,12 @@ The paper's trainable layers C1..F6 hold exactly 60,000 parameters.  Its output 
 is a Euclidean RBF with fixed weights; we use a linear layer instead (84 x classes +
 classes parameters), as every modern reimplementation does, so the network trains
 with cross-entropy like the rest of the zoo.
+
+Initialisation follows Appendix C: every trainable parameter of a unit is drawn uniformly from
+``[-2.4/F, 2.4/F]``, F the unit's fan-in (its number of inputs, bias excluded): 25 for C1, 75,
+100 or 150 for the C3 maps (Table I), 400 for C5, 120 for F6, 84 for the output layer.  An S2/S4
+unit adds its four inputs and multiplies the sum by its coefficient (F = 4); this module
+averages them, so its stored coefficient is four times the paper's, uniform in [-2.4, 2.4].
 """
 
 from __future__ import annotations
@@ -101,6 +107,7 @@ class LeNet5(ClassifierNet):
         self.f6 = nn.Linear(120, 84)
         self.f6_act = ScaledTanh()
         self.classifier = linear_or_identity(84, num_classes)
+        init_lenet_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -108,6 +115,24 @@ class LeNet5(ClassifierNet):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.f6_act(self.f6(torch.flatten(x, 1)))
         return x if pre_logits else self.classifier(x)
+
+
+def init_lenet_weights(model: nn.Module) -> None:
+    """Appendix C: weights and biases uniform in +-2.4/F, F the fan-in of the unit they feed."""
+    if any(p.is_meta for p in model.parameters()):
+        return  # built on the meta device (shapes only)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            bound = 2.4 / module.weight[0].numel()  # inputs of one output unit
+            nn.init.uniform_(module.weight, -bound, bound)
+            if module.bias is not None:
+                nn.init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, Subsampling):
+            bound = 2.4 / 4  # four inputs summed, then scaled by the coefficient
+            with torch.no_grad():
+                # the module averages (sum / 4): the paper's coefficient c is 4c here
+                module.weight.uniform_(-bound, bound).mul_(4)
+                module.bias.uniform_(-bound, bound)
 
 
 @register_model(family="lenet", paper=LENET_PAPER, input_size=(1, 32, 32), num_classes=10, fixed_size=True)

@@ -9,6 +9,13 @@ input at or above the network's minimum size (the brief's experiment 1).
 11x11/4 96-256-384-1024; about 7.6M params); 000 describes it: the first convolution,
 the first and the third max-pool and the GAP are VALID, the rest SAME.  A SAME 3x3/2
 pool equals Caffe's round-up pooling, hence ``ceil_mode=True`` on the second pool.
+Two known differences from the released Caffe model, kept on purpose because ``nin`` follows
+000's VALID/SAME description: (1) pool1 is VALID and rounds down, 54x54 -> 26x26, where
+Caffe's pooling rounds up to 27x27 (and the later maps grow accordingly); (2) the release
+puts a ReLU on the class maps before global average pooling, here the class-map conv is
+linear, as a classifier is everywhere else in the zoo.  Hence 1.061G multiply-adds at
+224x224 against the release's 1.100G; the parameters are the same.
+
 ``nin_cifar`` is the CIFAR-10 net of Section 4.2 (three mlpconv layers 192-160-96,
 192-192-192, 192-192-10, dropout after the first two; about 0.97M params).
 """

@@ -44,7 +44,8 @@ class PreActResNet(ResidualNet):
     ``block`` is ``"basic"`` or ``"bottleneck"``; ``stage_channels`` the output widths of the
     stages, ``bottleneck_widths`` the bottlenecks' inner widths, ``stem`` ``"imagenet"`` or
     ``"cifar"``.  ``drop_rate`` puts dropout between the convolutions of basic blocks (Wide
-    ResNets); ``shortcut``, ``drop_path_rate`` and ``plain`` as in :class:`~cnnzoo.models.resnet.ResNet`.
+    ResNets); ``shortcut``, ``drop_path_rate``, ``plain`` and ``zero_init_residual`` (here: each
+    branch's last convolution starts at zero) as in :class:`~cnnzoo.models.resnet.ResNet`.
     """
 
     classifier_path = "fc"
@@ -66,6 +67,7 @@ class PreActResNet(ResidualNet):
         plain: bool = False,
         drop_path_rate: float = 0.0,
         drop_path_per_sample: bool = False,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__(num_classes, in_chans)
         shortcut = check_shortcut_option(shortcut)
@@ -102,7 +104,7 @@ class PreActResNet(ResidualNet):
         self.final_act = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = linear_or_identity(self.num_features, num_classes)
-        init_residual_weights(self)
+        init_residual_weights(self, zero_init_residual)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.conv1(x)
@@ -181,5 +183,15 @@ def preact_resnet164(**kwargs) -> PreActResNet:
 
 @register_model(**_CIFAR)
 def preact_resnet1001(**kwargs) -> PreActResNet:
-    """CIFAR pre-activation ResNet-1001 (Table 4): 3 x 111 bottleneck units, 10.2M parameters."""
+    """CIFAR pre-activation ResNet-1001 (Table 4): 3 x 111 bottleneck units, 10.2M parameters.
+
+    Built with ``zero_init_residual=True`` (each branch's last convolution at zero, Goyal et al.
+    2017): in eval mode a fresh BN (running mean 0, variance 1) normalises nothing, so with He
+    initialisation every identity unit adds a branch about as large as its input and the
+    residual stream grows with each of the 333 additions until it overflows to inf/NaN.  With the
+    branches at zero every unit starts as its shortcut and the fresh net is finite; training
+    (batch statistics) is unaffected in kind, and loaded weights replace the initialisation.
+    ``-o zero_init_residual=false`` gives the plain He initialisation.
+    """
+    kwargs.setdefault("zero_init_residual", True)
     return preact_resnet_cifar(1001, **kwargs)

@@ -181,16 +181,23 @@ class ResidualNet(ClassifierNet):
 def init_residual_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
     """He initialisation for convolutions (He et al. 2015, as ResNet Section 3.4), BN at 1 / 0.
 
-    ``zero_init_residual`` starts every post-activation block's last BN at zero, so each block
-    begins as the identity (Goyal et al. 2017, Section 5.1).
+    ``zero_init_residual`` starts every residual branch at zero, so each block begins as its
+    shortcut (Goyal et al. 2017, Section 5.1): a post-activation block's last BN gets scale 0
+    (its branch ends in that BN); a pre-activation block's branch ends in a convolution, whose
+    weights are zeroed instead.  (Zeroing the BN before that convolution would not do: the ReLU
+    between them would see only zeros, pass no gradient, and the branch would never start.)
     """
     if any(p.is_meta for p in model.parameters()):
         return  # built on the meta device (shapes only): nothing to initialise
     init_weights(model, linear_std=None)
     if zero_init_residual:
         for module in model.modules():
+            if not getattr(module, "residual", True):
+                continue  # a plain net's block has no shortcut to fall back on
             if hasattr(module, "last_bn"):
                 nn.init.zeros_(module.last_bn().weight)
+            elif hasattr(module, "last_conv"):
+                nn.init.zeros_(module.last_conv().weight)
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,7 +401,17 @@ def resnet110(**kwargs) -> ResNet:
 
 @register_model(**_CIFAR)
 def resnet1202(**kwargs) -> ResNet:
-    """CIFAR ResNet-1202 (Section 4.2, n=200): 19.4M parameters, option A shortcuts."""
+    """CIFAR ResNet-1202 (Section 4.2, n=200): 19.4M parameters, option A shortcuts.
+
+    Built with ``zero_init_residual=True`` (each block's last BN at scale 0, Goyal et al. 2017,
+    Section 5.1): in eval mode a fresh BN (running mean 0, variance 1) normalises nothing, so
+    with He initialisation each of the 600 blocks adds a branch about as large as its input and
+    the residual stream overflows to inf/NaN.  With the last BN at zero every block starts as
+    its shortcut and the fresh net is finite; loaded weights replace the initialisation.  The
+    shallower nets keep the paper's plain He initialisation (Section 3.4) by default.
+    ``-o zero_init_residual=false`` gives it here too.
+    """
+    kwargs.setdefault("zero_init_residual", True)
     return cifar_resnet(1202, **kwargs)
 
 
