@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -27,16 +26,6 @@ MODELS = {
     "resnet18": ((3, 224, 224), 16),
 }
 VARIANTS = ("fp32", "cl", "bf16", "bf16+cl")
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def time_variant(name: str, variant: str, steps: int, repeats: int, compiled: bool) -> float:
@@ -94,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cnnzoo.train.speed import cpu_bf16_instructions
+    from cnnzoo.train.speed import cpu_bf16_instructions, cpu_model_name
 
     torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_model()}; bf16 instructions: {cpu_bf16_instructions() or 'none'}; torch {torch.__version__}; "
+    print(f"machine: {cpu_model_name()}; bf16 instructions: {cpu_bf16_instructions() or 'none'}; torch {torch.__version__}; "
           f"{args.threads} threads; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()
     print("| model | input, batch | variant | img/s | vs fp32 eager |")

@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                  on_epoch_end=on_epoch_end, **overrides)  # fmt: skip
     wall = time.perf_counter() - start
     best_test = max((row.get("test_top1") or 0.0) for row in result.history)
-    from cnnzoo.train.speed import cpu_bf16_instructions
+    from cnnzoo.train.speed import cpu_bf16_instructions, cpu_model_name
 
-    machine = (f"{_cpu_model()} ({platform.machine()}, {os.cpu_count()} CPUs visible, bf16 instructions: "
+    machine = (f"{cpu_model_name()} ({platform.machine()}, {os.cpu_count()} CPUs visible, bf16 instructions: "
                f"{cpu_bf16_instructions() or 'none'}), torch {torch.__version__}, {args.threads} threads, "
                f"load average at the end {os.getloadavg()[0]:.2f}")  # fmt: skip
     record = json.loads((Path(result.run_dir) / "run.json").read_text())
@@ -117,16 +117,6 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": sum(row["seconds"] for row in result.history),
         }, indent=2))  # fmt: skip
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _training_compute(model: str, record: dict, steps: int, batch_size: int) -> float:

@@ -25,6 +25,19 @@ from torch import nn
 AMP_MODES = ("auto", "bf16", "none")
 
 
+def cpu_model_name() -> str:
+    """The CPU's model name as ``lscpu`` shows it (for benchmark reports)."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_bf16_instructions() -> str | None:
     """The CPU's bf16 matrix instructions ("amx_bf16", "avx512_bf16"), or None."""
