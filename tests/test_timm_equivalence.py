@@ -1,0 +1,52 @@
+"""timm's ResNet, Wide ResNet, ResNeXt and DenseNet load into cnnzoo's and give the same outputs.
+
+Both nets get random weights and random BN statistics, scales and shifts (timm starts each
+residual branch's last BN at zero, and default statistics hide BN mistakes), and are compared
+at the native 224x224 input in eval mode.  Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+
+timm = pytest.importorskip("timm")
+
+PAIRS = [
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2",
+    "resnext50_32x4d", "resnext101_32x8d", "densenet121", "densenet161", "densenet169", "densenet201",
+]  # fmt: skip
+
+
+def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
+                module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
+                module.weight.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
+                module.bias.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
+            elif isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_matches_timm_at_224_with_random_bn(name):
+    reference = randomise(timm.create_model(name, pretrained=False)).eval()
+    with torch.device("meta"):
+        ours = cnnzoo.create_model(name)
+    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
+    ours.eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, actual = reference(x), ours(x)
+    assert torch.isfinite(expected).all() and expected.std() > 1e-2  # outputs worth comparing
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
