@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 import cnnzoo
+from zoo_helpers import randomise
 
 timm = pytest.importorskip("timm")
 
@@ -19,23 +19,6 @@ PAIRS = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2",
     "resnext50_32x4d", "resnext101_32x8d", "densenet121", "densenet161", "densenet169", "densenet201",
 ]  # fmt: skip
-
-
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
-                module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
-                module.weight.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
-                module.bias.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
-            elif isinstance(module, (nn.Conv2d, nn.Linear)):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
-                if module.bias is not None:
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
-    return model
 
 
 @pytest.mark.parametrize("name", PAIRS)
