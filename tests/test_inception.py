@@ -24,7 +24,7 @@ from cnnzoo.layers.inception import (
 from cnnzoo.layers.separable import SeparableConv2d
 from cnnzoo.models.bn_inception import BN_INCEPTION_TABLE
 from cnnzoo.models.googlenet import INCEPTION_TABLE
-from zoo_helpers import count_params
+from zoo_helpers import count_params, randomise
 
 INCEPTION_NAMES = [
     "googlenet",
@@ -45,24 +45,6 @@ def _meta_model(name: str, **options) -> nn.Module:
 
 def _meta_summary(name: str, size: int, depth: int = 1, **options):
     return cnnzoo.summary(_meta_model(name, **options), (3, size, size), depth=depth)
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights everywhere, and non-trivial BN statistics, so outputs differ per layer."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
-                module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
-                module.weight.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
-                module.bias.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
-            elif isinstance(module, (nn.Conv2d, nn.Linear)):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-                if module.bias is not None:
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
-    return model
 
 
 # --------------------------------------------------------------------------- registry
@@ -370,7 +352,7 @@ def test_xception_table3_params():
 
 def _compare(reference: nn.Module, ours: nn.Module, source: str, name: str, x: torch.Tensor) -> None:
     """cnnzoo names its modules like the reference, so the reference's state dict loads as it is."""
-    reference = _randomize(reference).eval()
+    reference = randomise(reference).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     ours.eval()
     with torch.no_grad():
