@@ -27,7 +27,6 @@ import inspect
 import io
 import json
 import re
-import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -128,31 +127,17 @@ def run_results(run_dir: Path) -> dict[str, Any]:
     return RunDir(run_dir, "train").read_json("results.json")
 
 
-class SignalWatch:
-    """A :class:`~cnnzoo.train.trainer.Callback` that remembers a SIGINT/SIGTERM the run received.
-
-    The trainer stops at a signal during its steps (status "interrupted"); a signal that comes
-    after the last step (during the final test, the plots) lets the run finish, and this is
-    how the experiment still hears of it.
-    """
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-
-    def teardown(self, trainer) -> None:
-        self.signal = trainer.interrupt
-
-
 def train_once(run_dir: Path, train: Callable[..., Any], *, wanted: dict[str, Any] | None = None, kind: str = "train",
                log: Callable[[str], None] = print, what: str = "") -> bool:  # fmt: skip
-    """``train(resume=..., callbacks=[...])`` unless the run in ``run_dir`` already finished; True if it trained.
+    """``train(resume=...)`` unless the run in ``run_dir`` already finished; True if it trained.
 
     ``train`` writes its run into ``run_dir`` with the engine (``fit`` or ``finetune``, of run
-    kind ``kind``), passing ``resume`` and, where it can, ``callbacks`` on.  ``resume`` is True
+    kind ``kind``) and returns its ``FitResult``.  ``resume`` is True
     when ``run_dir`` holds a run of that kind (continued from its last checkpoint, or from
     scratch without one); a finished run is reused only when its ``config.yaml`` matches
-    ``wanted`` (configuration keys).  A run stopped by a signal raises
-    :class:`ExperimentInterrupted` with the signal's exit code.
+    ``wanted`` (configuration keys).  A run stopped by a signal, or one that a signal reached
+    after its last step (``FitResult.signal``), raises :class:`ExperimentInterrupted` with the
+    signal's exit code.
     """
     run_dir = Path(run_dir)
     what = what or run_dir.name
@@ -166,15 +151,13 @@ def train_once(run_dir: Path, train: Callable[..., Any], *, wanted: dict[str, An
     if resume:
         start = "its last checkpoint" if RunDir(run_dir, kind).has_checkpoint() else "the start (no checkpoint yet)"
         log(f"{what}: resuming the unfinished run in {run_dir} from {start}")
-    watch = SignalWatch()
-    result = train(resume=resume, callbacks=[watch])
-    if getattr(result, "status", None) == "interrupted":
-        name = getattr(result, "signal", None) or "a signal on another process"
-    else:
-        name = watch.signal
+    result = train(resume=resume)
+    name = getattr(result, "signal", None)
+    if name is None and getattr(result, "status", None) == "interrupted":
+        name = "a signal on another process"
     if name is not None:
         raise ExperimentInterrupted(f"{what}: training interrupted ({name}); run the same command again to "
-                                    "continue where it stopped", _exit_code(name))  # fmt: skip
+                                    "continue where it stopped", result.exit_code)  # fmt: skip
     return True
 
 
@@ -186,13 +169,6 @@ def check_finished_run(run_dir: Path, wanted: dict[str, Any]) -> None:
     check_same_settings(saved, check_keys(wanted, "option"), f"the finished run in {run_dir}",
                         ignore=RESUME_FREE_KEYS | {"recipe"},
                         advice="choose another --out, or delete that run to train it again")  # fmt: skip
-
-
-def _exit_code(name: str) -> int:
-    try:
-        return 128 + int(signal.Signals[name])
-    except KeyError:
-        return 130
 
 
 # ------------------------------------------------------------------------------------------

@@ -232,8 +232,8 @@ def _run_variants(exp: _runs.ExperimentDir, chosen: Sequence[Variant], settings:
         if variant.name not in exp.read_json(DIVERGED_FILE, {}):
             what = f"{variant.name} ({variant.label}, lr {variant_lr:g})"
 
-            def train(resume: bool, callbacks, variant=variant, run_dir=run_dir, config=config):
-                return _train_variant(exp, variant, config, run_dir, bundle, resume, callbacks, device, threads, log)
+            def train(resume: bool, variant=variant, run_dir=run_dir, config=config):
+                return _train_variant(exp, variant, config, run_dir, bundle, resume, device, threads, log)
 
             if not _runs.finished(run_dir):
                 log(f"training {what}")
@@ -267,12 +267,12 @@ def _variant_config(variant: Variant, lr: float, settings: dict[str, Any], bundl
 
 
 def _train_variant(exp: _runs.ExperimentDir, variant: Variant, config: dict[str, Any], run_dir: Path, bundle,
-                   resume: bool, callbacks, device: str, threads: int | None, log: Callable[[str], None]):  # fmt: skip
+                   resume: bool, device: str, threads: int | None, log: Callable[[str], None]):  # fmt: skip
     """Train one variant; returns the engine's FitResult, or None when the loss diverged (recorded)."""
     from cnnzoo.train import TrainingDiverged, fit
 
     try:
-        return fit(config["model"], bundle=bundle, out=str(run_dir), resume=resume, callbacks=callbacks,
+        return fit(config["model"], bundle=bundle, out=str(run_dir), resume=resume,
                    device=device, threads=threads, progress=False, log=lambda text: log(f"  [{variant.name}] {text}"),
                    **{k: v for k, v in config.items() if k != "model"})  # fmt: skip
     except TrainingDiverged as exc:

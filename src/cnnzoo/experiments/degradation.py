@@ -200,8 +200,8 @@ def _train_all(exp: _runs.ExperimentDir, models: Sequence[str], common: dict, da
     for model in models:
         config = dict(common, model=model, data=bundle.name)
 
-        def train(resume: bool, callbacks, model=model):
-            return fit(model, bundle=bundle, out=str(exp / model), resume=resume, callbacks=callbacks, verbose=True,
+        def train(resume: bool, model=model):
+            return fit(model, bundle=bundle, out=str(exp / model), resume=resume, verbose=True,
                        device=device, threads=threads, progress=False, log=lambda text: log(f"  [{model}] {text}"),
                        data=bundle.name, **common)  # fmt: skip
 

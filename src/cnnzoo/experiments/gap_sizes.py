@@ -285,7 +285,7 @@ def _train(net: Net, bundle, config: dict, execution: dict, multi_sizes: list[Si
     if multi_sizes:
         what += f", each batch rescaled to one of {', '.join(map(size_label, multi_sizes))}"
 
-    def train(resume: bool, callbacks):
+    def train(resume: bool):
         log(f"training the {what}")
         target: object = net.model
         record = {}
@@ -295,7 +295,7 @@ def _train(net: Net, bundle, config: dict, execution: dict, multi_sizes: list[Si
             module.register_forward_pre_hook(RandomRescale(multi_sizes))
             target = module
             record = {"multiscale_sizes": [list(s) for s in multi_sizes]}
-        return fit(target, bundle=bundle, out=str(net.run_dir), resume=resume, callbacks=callbacks, log=log,
+        return fit(target, bundle=bundle, out=str(net.run_dir), resume=resume, log=log,
                    record=record, progress=False, **execution, **{k: v for k, v in wanted.items() if k != "model"})
 
     _runs.train_once(net.run_dir, train, wanted=wanted, log=log, what=f"{net.variant} net {net.model}")

@@ -415,10 +415,10 @@ def _train_net(exp: _runs.ExperimentDir, name: str, training: dict, data_dir: st
     run_dir = exp / f"train-{name}"
     wanted = dict(training, model=name)
 
-    def train(resume: bool, callbacks):
+    def train(resume: bool):
         log(f"training {name} on {training['data']}: {training['limit_train'] or 'all'} images, "
             f"{training['epochs']} epochs")  # fmt: skip
-        return fit(name, resume=resume, callbacks=callbacks, log=log, out=str(run_dir), data_dir=data_dir,
+        return fit(name, resume=resume, log=log, out=str(run_dir), data_dir=data_dir,
                    device=device, threads=threads, progress=False, **training)  # fmt: skip
 
     _runs.train_once(run_dir, train, wanted=wanted, log=log, what=name)

@@ -181,9 +181,9 @@ def _pretrain(exp: _runs.ExperimentDir, model: str, full, source: list[int], sou
     bundle = class_subset(full, source, seed=seed)
     config = dict(RECIPE, model=model, data=bundle.name, epochs=epochs, batch_size=128, lr=lr, seed=seed)
 
-    def train(resume: bool, callbacks):
+    def train(resume: bool):
         log(f"pretraining {model} on {bundle.name}: {len(bundle.train)} images, {epochs} epochs")
-        return fit(model, bundle=bundle, out=str(pre_dir), resume=resume, callbacks=callbacks, verbose=False,
+        return fit(model, bundle=bundle, out=str(pre_dir), resume=resume, verbose=False,
                    **execution, **{k: v for k, v in config.items() if k != "model"})  # fmt: skip
 
     _runs.train_once(pre_dir, train, wanted=config, log=log, what=f"pretraining {model} (seed {seed})")
@@ -226,11 +226,10 @@ def _train_one(method: str, model: str, bundle, pre_dir: Path, run_dir: Path, co
 
     wanted = dict(config, data=bundle.name)
 
-    def train(resume: bool, callbacks):
+    def train(resume: bool):
         settings = dict(config, out=str(run_dir), resume=resume, verbose=False, **execution)
         if method == "scratch":
-            return fit(model, data=bundle.name, bundle=bundle, callbacks=callbacks, **settings)
-        # (finetune takes no callbacks: a signal after its last step is noticed at the next training)
+            return fit(model, data=bundle.name, bundle=bundle, **settings)
         mode, k = ("last", 0) if method == "head" else (method, last_k)
         return finetune(str(pre_dir), bundle.name, mode, last_k=k, reset_head=True, bundle=bundle, **settings)
 
