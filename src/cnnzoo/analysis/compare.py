@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from cnnzoo.analysis.summary import Summary, summary
@@ -40,17 +41,13 @@ def _relative(value: int, base: int, unit: str, scale: float) -> str:
 
 def compare(names: list[str], input_size=None) -> Comparison:
     """Summaries of registered models (or trained run directories) at their default inputs (or one given input)."""
+    from cnnzoo.train.runs import model_or_run
+
     summaries = []
     for name in names:
-        from cnnzoo.train.runs import model_or_run
-
         model, default_size, _ = model_or_run(name)
         result = summary(model, input_size or default_size)
-        summaries.append(result if isinstance(model, str) else _renamed(result, f"{result.model_name} ({name})"))
+        if not isinstance(model, str):  # a run directory: say which
+            result = dataclasses.replace(result, model_name=f"{result.model_name} ({name})")
+        summaries.append(result)
     return Comparison(summaries)
-
-
-def _renamed(result: Summary, name: str) -> Summary:
-    import dataclasses
-
-    return dataclasses.replace(result, model_name=name) if dataclasses.is_dataclass(result) else result

@@ -393,13 +393,6 @@ def read_config(path: Path) -> TrainConfig:
     return from_dict(values, source=str(path))
 
 
-def differing_keys(saved: TrainConfig, explicit: dict[str, Any]) -> list[str]:
-    """Keys given explicitly for a resumed run whose value differs from the saved run's."""
-    from cnnzoo.rundir import differing
-
-    return differing(to_dict(saved), explicit, ignore=RESUME_FREE_KEYS | {"recipe"})
-
-
 # ------------------------------------------------------------------------------------------
 # command-line flags, generated from the fields
 # ------------------------------------------------------------------------------------------

@@ -42,10 +42,8 @@ from cnnzoo.train.trainer import (  # noqa: F401 - re-exported: the engine's pub
     FitResult,
     Trainer,
     TrainingDiverged,
-    autocast,
     compute_loss,
     evaluate,
-    split_outputs,
 )
 
 __all__ = ["FitResult", "OutputDirError", "TrainingDiverged", "choose_input_size", "evaluate", "fit"]

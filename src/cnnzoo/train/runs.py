@@ -79,7 +79,7 @@ def model_or_run(text: str, options: list[str] | None = None):
     from cnnzoo.modelspec import check_options, parse_option_pairs
     from cnnzoo.registry import model_info
 
-    if Path(text).is_dir() or (os.sep in text and not text.startswith(("torchvision:", "timm:"))):
+    if Path(text).is_dir() or os.sep in text:  # model names have no slash: a missing run is named as such
         if options:
             raise ConfigError(f"-o applies to a model name; {text} is a run directory, rebuilt as it was trained")
         run = load_run(text, device="cpu")

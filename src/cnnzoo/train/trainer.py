@@ -198,6 +198,7 @@ class Trainer:
         #: the signal's name once SIGINT/SIGTERM arrived (the Signals callback sets it)
         self.interrupt: str | None = None
         self._stop_reason: str | None = None
+        self._stop_now = False  # a signal reached every rank during the last step
 
     @property
     def is_main(self) -> bool:
@@ -307,8 +308,6 @@ class Trainer:
         self.images_seen += labels.shape[0] * self.dist.world_size
         self._stop_now = stop_now
         return loss_value
-
-    _stop_now = False
 
     def _kept(self) -> str:
         if self.run is not None and self.run.has_checkpoint():
