@@ -36,7 +36,12 @@ from cnnzoo.errors import CnnzooError
 
 #: modules that add their own subcommands through ``add_parsers(subparsers)``; importing
 #: one must not import torch (its handlers do)
-COMMAND_MODULES = ("cnnzoo.train.commands", "cnnzoo.transfer.commands")
+COMMAND_MODULES = (
+    "cnnzoo.train.commands",
+    "cnnzoo.transfer.commands",
+    "cnnzoo.deploy.commands",
+    "cnnzoo.atlas.commands",
+)
 
 #: the commands this module defines whose parsers need no imports (``experiment`` is the other)
 BUILTIN_COMMANDS = ("list", "info", "summary", "shape", "compare")

@@ -1,0 +1,1 @@
+"""The atlas: a static HTML site of every network and building block."""

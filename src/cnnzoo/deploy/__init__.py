@@ -1,0 +1,1 @@
+"""Deployment: export (ONNX), BN folding and benchmarks of the zoo's models."""
