@@ -27,6 +27,7 @@ demo: $(STAMP) data
 	$(VENV)/bin/cnnzoo train fastnet --data fashion-mnist -c fast94 --epochs 5 --threads 2
 
 test: $(STAMP) data
+	@sh scripts/ensure-chromium.sh
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:

@@ -2,18 +2,10 @@
 
 import pytest
 import torch
-import torchvision
 
 import cnnzoo
-from zoo_helpers import build_on_meta, count_params
-
-
-def _assert_same_outputs(ours, theirs, input_size, atol=1e-4):
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    ours.eval(), theirs.eval()
-    x = torch.randn(1, *input_size)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), atol=atol, rtol=0)
+from cnnzoo.paper_figures import PAPER_FIGURES, params_from
+from zoo_helpers import assert_matches_torchvision, build_on_meta, count_params
 
 
 # --------------------------------------------------------------------------- LeNet-5
@@ -24,7 +16,7 @@ def test_lenet5_layer_params_match_section_2b():
     expected = {"features.0": 156, "features.2": 12, "features.4": 1516, "features.6": 32,
                 "features.8": 48120, "f6": 10164}
     assert {name: s.row(name).params for name in expected} == expected
-    assert s.total_params - s.row("classifier").params == 60_000
+    assert s.total_params - s.row("classifier").params == PAPER_FIGURES["lenet5"].params
     # C3 has 151,600 connections = 150,000 multiply-adds + 1,600 bias additions
     assert s.row("features.4").macs == 150_000
     shapes = [s.row(n).output_shape for n in ("features.0", "features.2", "features.4", "features.6", "features.8")]
@@ -67,7 +59,7 @@ def test_lenet5_initialisation_follows_appendix_c():
 
 # --------------------------------------------------------------------------- AlexNet
 def test_alexnet_matches_torchvision():
-    _assert_same_outputs(cnnzoo.create_model("alexnet"), torchvision.models.alexnet(), (3, 224, 224))
+    assert_matches_torchvision("alexnet")  # 224x224, random weights
 
 
 def test_alexnet_totals_match_torchvision_published_figures():
@@ -122,7 +114,7 @@ def test_alexnet_paper_two_towers_and_size():
     convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
     assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
     single = cnnzoo.create_model("alexnet_paper", two_towers=False)
-    assert count_params(model) == pytest.approx(60e6, rel=0.02)
+    assert count_params(model) == pytest.approx(PAPER_FIGURES["alexnet_paper"].params, rel=0.02)
     assert count_params(single) > count_params(model)
     # output 0 of conv2 reads only the first tower's 48 maps
     x = torch.randn(1, 96, 27, 27)
@@ -145,13 +137,10 @@ def test_zfnet_sizes_follow_figure_3_and_002():
 
 
 # --------------------------------------------------------------------------- VGG
-@pytest.mark.parametrize(
-    "name, millions",
-    [("vgg11", 133), ("vgg11_lrn", 133), ("vgg13", 133), ("vgg16_c", 134), ("vgg16", 138), ("vgg19", 144)],
-)
-def test_vgg_params_match_table_2(name, millions):
+@pytest.mark.parametrize("name, params", params_from("Simonyan & Zisserman 2014, Table 2").items())
+def test_vgg_params_match_table_2(name, params):
     """Simonyan & Zisserman 2014, Table 2: 133, 133, 133, 134, 138, 144 million for A, A-LRN, B, C, D, E."""
-    assert round(count_params(build_on_meta(name)) / 1e6) == millions
+    assert round(count_params(build_on_meta(name)) / 1e6) == params / 1e6
 
 
 def test_vgg_configurations_follow_table_1():
@@ -168,7 +157,7 @@ def test_vgg_configurations_follow_table_1():
 
 @pytest.mark.parametrize("name", ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"])
 def test_vgg_matches_torchvision(name):
-    _assert_same_outputs(cnnzoo.create_model(name), getattr(torchvision.models, name)(), (3, 64, 64))
+    assert_matches_torchvision(name)  # 224x224 (the 7x7 pool5 the classifier reads), random BN statistics
 
 
 def test_vgg16_totals_match_torchvision_published_figures():
@@ -185,6 +174,25 @@ def test_nin_cifar_takes_any_size_with_the_same_weights():
         for side in (32, 48, 64):
             assert model(torch.randn(2, 3, side, side)).shape == (2, 10)
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+
+
+def test_nin_keeps_000s_rounding_and_a_linear_class_map():
+    """The two documented differences from the released Caffe NIN (nin.py's docstring): pool1 rounds
+    down (54 -> 26, Caffe 27) and the class maps are linear before global pooling (Caffe: ReLU);
+    1.061G multiply-adds at 224 against the release's 1.100G."""
+    model = cnnzoo.create_model("nin")
+    s = cnnzoo.summary(model.eval(), (3, 224, 224))
+    assert s.total_macs == pytest.approx(1.061e9, rel=0.001)
+    pools = [r for r in s.rows if r.type == "MaxPool2d"]
+    assert pools[0].output_shape[-1] == 26
+    class_maps = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    assert class_maps.out_channels == 1000
+    seen = []
+    class_maps.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    with torch.no_grad():
+        logits = model.eval()(torch.randn(1, 3, 224, 224))
+    assert (seen[0] < 0).any()  # linear class maps: a ReLU would leave none below zero
+    torch.testing.assert_close(logits, seen[0].mean(dim=(2, 3)))  # their global average, nothing between
 
 
 def test_nin_is_mlpconv_and_gap_with_far_fewer_params_than_alexnet():

@@ -9,6 +9,7 @@ from torch import nn
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.layers.dense import DenseBlock, DenseLayer, Transition, compressed_width
+from cnnzoo.paper_figures import params_from
 from cnnzoo.models.densenet import densenet_cifar
 from cnnzoo.registry import create_model, model_info
 from zoo_helpers import assert_matches_torchvision, build_on_meta, count_params
@@ -57,7 +58,7 @@ def test_table1_output_sizes():
 
 
 # Table 2 of Huang et al. 2017: parameters of the CIFAR nets
-TABLE2_PARAMS = {"densenet_bc_100_12": 0.8e6, "densenet_bc_250_24": 15.3e6, "densenet_bc_190_40": 25.6e6}
+TABLE2_PARAMS = params_from("Huang et al. 2017, Table 2")
 
 
 @pytest.mark.parametrize("name", TABLE2_PARAMS)

@@ -7,10 +7,12 @@ from torch import nn
 
 import cnnzoo
 from cnnzoo.errors import CnnzooError, ConfigError
+from cnnzoo.paper_figures import PAPER_FIGURES, macs_from
 from cnnzoo.layers.conv_types import DepthwiseSeparableConv
 from cnnzoo.layers.fire import Fire
 from cnnzoo.layers.shuffle import ChannelShuffle, ShuffleUnit, channel_shuffle
 from cnnzoo.models.shufflenet import ShuffleNetV1
+from zoo_helpers import assert_matches_torchvision, random_reference
 
 
 def count(model: nn.Module, side: int = 224) -> tuple[int, float]:
@@ -108,12 +110,10 @@ def test_fire_module_concatenates_1x1_then_3x3_expansions():
 
 @pytest.mark.parametrize("name", ["squeezenet1_0", "squeezenet1_1"])
 def test_squeezenet_loads_torchvision_state_dict_and_matches(name):
-    theirs = getattr(torchvision.models, name)().eval()
+    assert_matches_torchvision(name)  # 224x224, random weights (no BN in SqueezeNet)
+    theirs = random_reference(lambda: getattr(torchvision.models, name)()).eval()
     ours = cnnzoo.create_model(name).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(1, 3, 224, 224)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), atol=1e-4, rtol=1e-4)
     # and at an odd size above the minimum, where ceil-mode pooling matters
     x = torch.randn(1, 3, 99, 117)
     with torch.no_grad():
@@ -123,7 +123,7 @@ def test_squeezenet_loads_torchvision_state_dict_and_matches(name):
 def test_squeezenet_1_0_parameters_are_table_1_and_50x_fewer_than_alexnet():
     """SqueezeNet Table 1 (1,248,424 parameters before pruning) and Table 2 (50x fewer than AlexNet)."""
     squeezenet, _ = count(cnnzoo.create_model("squeezenet1_0"))
-    assert squeezenet == 1_248_424
+    assert squeezenet == PAPER_FIGURES["squeezenet1_0"].params
     if "alexnet" in cnnzoo.list_models():
         alexnet = sum(p.numel() for p in cnnzoo.create_model("alexnet").parameters())
     else:
@@ -134,20 +134,13 @@ def test_squeezenet_1_0_parameters_are_table_1_and_50x_fewer_than_alexnet():
 # ------------------------------------------------------------------ MobileNet
 
 
-@pytest.mark.parametrize(
-    "name, params_m, macs_m",
-    [
-        ("mobilenet_v1", 4.2, 569),
-        ("mobilenet_v1_075", 2.6, 325),
-        ("mobilenet_v1_050", 1.3, 149),
-        ("mobilenet_v1_025", 0.5, 41),
-    ],
-)
-def test_mobilenet_width_multiplier_matches_table_6(name, params_m, macs_m):
-    """MobileNet Table 6: width multiplier 1.0/0.75/0.5/0.25 at 224 - parameters and multiply-adds."""
+@pytest.mark.parametrize("name", macs_from("Howard et al. 2017, Table 6"))
+def test_mobilenet_width_multiplier_matches_table_6(name):
+    """MobileNet Table 6: width multiplier 1.0/0.75/0.5/0.25 at 224 - parameters and multiply-adds
+    (4.2/2.6/1.3/0.5M, 569/325/149/41M)."""
     params, macs = count(cnnzoo.create_model(name))
-    assert round(params / 1e6, 1) == params_m
-    assert abs(macs - macs_m) <= 1.0
+    assert round(params / 1e6, 1) == PAPER_FIGURES[name].params / 1e6
+    assert abs(macs - PAPER_FIGURES[name].macs / 1e6) <= 1.0
 
 
 @pytest.mark.parametrize("side, macs_m", [(224, 569), (192, 418), (160, 290), (128, 186)])
@@ -180,12 +173,12 @@ def test_mobilenet_any_resolution_and_bad_alpha():
 # ------------------------------------------------------------------ ShuffleNet
 
 
-@pytest.mark.parametrize("groups, macs_m", [(1, 143), (2, 140), (3, 137), (4, 133), (8, 137)])
-def test_shufflenet_complexity_per_group_count_matches_table_1(groups, macs_m):
+@pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])
+def test_shufflenet_complexity_per_group_count_matches_table_1(groups):
     """ShuffleNet Table 1 (complexity row; the issue's "Table 2"): 143/140/137/133/137 MFLOPs at 1x."""
     model = cnnzoo.create_model(f"shufflenet_v1_g{groups}")
     _, macs = count(model)
-    assert close_to_table(macs, macs_m, 0.015)
+    assert close_to_table(macs, PAPER_FIGURES[f"shufflenet_v1_g{groups}"].macs / 1e6, 0.015)
     with torch.no_grad():
         features = model.forward_features(torch.randn(1, 3, 224, 224))
     # Table 1: Stage 4 outputs 7x7 maps with 576/800/960/1088/1536 channels

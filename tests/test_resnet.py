@@ -9,6 +9,7 @@ from torch import nn
 
 import cnnzoo
 from cnnzoo.errors import CnnzooError, ConfigError
+from cnnzoo.paper_figures import macs_from, params_from
 from cnnzoo.layers.residual import BasicBlock, Bottleneck, ZeroPadShortcut, make_shortcut
 from cnnzoo.registry import create_model, model_info
 from zoo_helpers import assert_matches_torchvision, build_on_meta, count_params
@@ -55,8 +56,8 @@ def test_our_initialisation_gives_a_working_net():
         assert model(x).shape == (2, 512)
 
 
-# Table 1 of He et al. 2016, the "FLOPs" row at 224x224 (multiply-adds)
-TABLE1_GFLOPS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
+# Table 1 of He et al. 2016, the "FLOPs" row at 224x224 (multiply-adds), in G
+TABLE1_GFLOPS = {name: macs / 1e9 for name, macs in macs_from("He et al. 2016, Table 1").items()}
 
 
 @pytest.mark.parametrize("name", TABLE1_GFLOPS)
@@ -201,14 +202,7 @@ def test_bad_options_are_one_line_config_errors():
 # CIFAR nets (Section 4.2) and their plain twins
 
 # Table 6 of He et al. 2016: parameters of the CIFAR-10 ResNets
-TABLE6_PARAMS = {
-    "resnet20": 0.27e6,
-    "resnet32": 0.46e6,
-    "resnet44": 0.66e6,
-    "resnet56": 0.85e6,
-    "resnet110": 1.7e6,
-    "resnet1202": 19.4e6,
-}
+TABLE6_PARAMS = params_from("He et al. 2016, Table 6")
 
 
 @pytest.mark.parametrize("name", TABLE6_PARAMS)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import ConfigError
+from cnnzoo.paper_figures import params_from
 from cnnzoo.layers.drop_path import DropPath, drop_path_rates
 from cnnzoo.layers.residual import BasicBlock, PreActBasicBlock, PreActBottleneck
 from cnnzoo.registry import create_model, list_models
@@ -20,7 +21,8 @@ def test_every_name_is_registered():
         "preact_resnet18", "preact_resnet34", "preact_resnet50", "preact_resnet101", "preact_resnet152",
         "preact_resnet164", "preact_resnet1001",
         "wrn28_10", "wrn40_4", "wrn16_8", "wide_resnet_cifar", "wide_resnet50_2", "wide_resnet101_2",
-        "resnext50_32x4d", "resnext101_32x8d", "resnext29_8x64d", "resnext29_16x64d", "resnet110_sd",
+        "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "resnext29_8x64d", "resnext29_16x64d",
+        "resnet110_sd",
     }
     assert expected <= names
 
@@ -29,12 +31,12 @@ def test_every_name_is_registered():
 # Pre-activation ResNets (He et al. 2016b)
 
 
-@pytest.mark.parametrize("name, millions", [("preact_resnet164", 1.7), ("preact_resnet1001", 10.2)])
-def test_preact_cifar_parameters(name, millions):
+@pytest.mark.parametrize("name, params", params_from("He et al. 2016b, Table 4").items())
+def test_preact_cifar_parameters(name, params):
     """He et al. 2016b, Table 4: pre-activation ResNet-164 has 1.7M and ResNet-1001 10.2M
     parameters (within 5%)."""
     model = build_on_meta(name)
-    assert count_params(model) == pytest.approx(millions * 1e6, rel=0.05)
+    assert count_params(model) == pytest.approx(params, rel=0.05)
     depth = int(name[len("preact_resnet"):])
     assert len(model.residual_blocks()) == (depth - 2) // 3
 
@@ -113,11 +115,11 @@ def test_preact_zero_init_starts_units_as_identity_and_trains():
 # Wide ResNets (Zagoruyko & Komodakis 2016)
 
 
-@pytest.mark.parametrize("name, millions", [("wrn28_10", 36.5), ("wrn40_4", 8.9), ("wrn16_8", 11.0)])
-def test_wrn_parameters(name, millions):
+@pytest.mark.parametrize("name, params", params_from("Zagoruyko & Komodakis 2016, Table 4").items())
+def test_wrn_parameters(name, params):
     """Zagoruyko & Komodakis 2016, Table 4 (and Table 5): WRN-28-10 36.5M, WRN-40-4 8.9M,
     WRN-16-8 11.0M parameters (within 5%)."""
-    assert count_params(build_on_meta(name)) == pytest.approx(millions * 1e6, rel=0.05)
+    assert count_params(build_on_meta(name)) == pytest.approx(params, rel=0.05)
 
 
 def test_wide_resnet_cifar_builder():
@@ -157,16 +159,16 @@ def test_wide_resnet_torchvision_equivalence(name):
 # ResNeXt (Xie et al. 2017)
 
 
-@pytest.mark.parametrize("name", ["resnext50_32x4d", "resnext101_32x8d"])
+@pytest.mark.parametrize("name", ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"])
 def test_resnext_torchvision_equivalence(name):
     assert_matches_torchvision(name)
 
 
-@pytest.mark.parametrize("name, millions", [("resnext29_8x64d", 34.4), ("resnext29_16x64d", 68.1)])
-def test_resnext29_parameters(name, millions):
+@pytest.mark.parametrize("name, params", params_from("Xie et al. 2017, Table 7").items())
+def test_resnext29_parameters(name, params):
     """Xie et al. 2017, Table 7: ResNeXt-29 8x64d has 34.4M and 16x64d 68.1M parameters."""
     model = build_on_meta(name)
-    assert count_params(model) == pytest.approx(millions * 1e6, rel=0.05)
+    assert count_params(model) == pytest.approx(params, rel=0.05)
     cardinality = int(name.split("_")[1].split("x")[0])
     first = model.residual_blocks()[0]
     assert first.conv2.groups == cardinality and first.conv2.out_channels == cardinality * 64

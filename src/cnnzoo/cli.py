@@ -126,6 +126,8 @@ def build_parser(*, command_modules: bool = True, experiments: bool = True) -> a
     p = sub.add_parser("compare", help="params and MACs of several models side by side")
     p.add_argument("models", nargs="+")
     p.add_argument("--input", help="one input size CxHxW for all (default: each model's own)")
+    p.add_argument("--plot", metavar="FILE", help="also draw ImageNet top-1 (as each paper reports it) against "
+                   "multiply-adds, bubble size the parameters (Canziani et al. 2016), into this new PNG file")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
@@ -189,6 +191,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"link:         {info.paper.url}")
     print(f"input size:   {'x'.join(map(str, info.input_size))} (C x H x W); sizes accepted: {sizes}")
     print(f"num classes:  {info.num_classes}")
+    print(f"ImageNet:     {info.reported.describe() if info.reported else 'no figure in its paper'}")
     return 0
 
 
@@ -215,11 +218,18 @@ def cmd_shape(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from cnnzoo.analysis.compare import compare
+    from cnnzoo.analysis.compare import check_plot_file, compare, plot_accuracy_chart
     from cnnzoo.analysis import parse_input_size
 
+    plot = check_plot_file(args.plot) if args.plot else None  # before any work
     input_size = parse_input_size(args.input) if args.input else None
-    print(compare(args.models, input_size).to_table())  # names or run directories
+    comparison = compare(args.models, input_size)  # names or run directories
+    print(comparison.to_table())
+    if plot:
+        written, left_out = plot_accuracy_chart(comparison, args.models, plot)
+        if left_out:
+            print(f"not on the chart (no ImageNet top-1 in its paper, or a run directory): {', '.join(left_out)}")
+        print(f"chart: {written}")
     return 0
 
 

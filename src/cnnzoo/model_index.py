@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from cnnzoo.registry import ModelInfo, Paper, family_module_names
+from cnnzoo.registry import ModelInfo, Paper, ReportedAccuracy, family_module_names
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 INDEX_PATH = MODELS_DIR / "index.json"
@@ -57,7 +57,7 @@ def build_index() -> dict:
         record = {}
         for key in _record_keys():
             value = getattr(info, key)
-            if isinstance(value, Paper):
+            if isinstance(value, (Paper, ReportedAccuracy)):
                 value = dataclasses.asdict(value)
             elif isinstance(value, tuple):
                 value = list(value)
@@ -88,6 +88,8 @@ def _records(data: dict) -> dict[str, ModelInfo]:
         fields = dict(record)
         fields["paper"] = Paper(**fields["paper"])
         fields["input_size"] = tuple(fields["input_size"])
+        if fields.get("reported") is not None:
+            fields["reported"] = ReportedAccuracy(**fields["reported"])
         records[name] = ModelInfo(name=name, **fields)
     return records
 

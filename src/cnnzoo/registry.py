@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from cnnzoo.errors import ConfigError, InputSizeError, UnknownModelError
+from cnnzoo.reported_accuracy import ReportedAccuracy, reported_accuracy
 
 if TYPE_CHECKING:  # only for the annotations: building a model imports torch, not this module
     from torch import nn
@@ -52,6 +53,8 @@ class ModelInfo:
     #: True when only ``input_size``'s H x W works (a flatten before a fixed-size linear layer)
     fixed_size: bool = False
     description: str = ""
+    #: the ImageNet accuracy the paper reports for this configuration (cnnzoo/reported_accuracy.py)
+    reported: ReportedAccuracy | None = None
     builder: Callable[..., nn.Module] = field(default=None, repr=False, compare=False)
 
     @property
@@ -98,11 +101,13 @@ def register_model(
     fixed_size: bool = False,
     description: str = "",
     name: str | None = None,
+    reported: ReportedAccuracy | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder ``fn(num_classes=..., in_chans=..., **options) -> nn.Module``.
 
     The builder's function name is the model name unless ``name`` is given.  ``min_size``
-    defaults to the input size's side for fixed-size nets.
+    defaults to the input size's side for fixed-size nets; ``reported`` (the paper's ImageNet
+    accuracy) to the model's entry in :data:`cnnzoo.reported_accuracy.REPORTED_ACCURACY`.
     """
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -118,6 +123,7 @@ def register_model(
             min_size=input_size[1] if fixed_size and min_size is None else min_size,
             fixed_size=fixed_size,
             description=description or (fn.__doc__ or "").strip().split("\n")[0],
+            reported=reported or reported_accuracy(model_name),
             builder=fn,
         )
         _REGISTRY[model_name] = info
@@ -181,13 +187,24 @@ def model_info(name: str, *, from_index: bool = False) -> ModelInfo:
 
 
 def create_model(
-    name: str, num_classes: int | None = None, in_chans: int | None = None, **options
+    name: str,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    *,
+    features_only: bool = False,
+    out_indices=None,
+    **options,
 ) -> nn.Module:
     """Build a registered model with freshly initialised weights.
 
     ``num_classes`` defaults to the paper's (0 builds the net without its classifier, so
     ``forward`` returns pooled features); ``in_chans`` to the default input's channels.
+    ``features_only=True`` (timm's) returns the net cut after its stages: ``forward(x)`` gives the
+    list of the feature maps of the stages in ``out_indices`` (default: all), and
+    ``feature_info`` their channels and reductions (:mod:`cnnzoo.features`).
     """
+    if out_indices is not None and not features_only:
+        raise ConfigError(f"{name}: out_indices is for features_only=True")
     info = model_info(name)
     num_classes = info.num_classes if num_classes is None else num_classes
     in_chans = info.input_size[0] if in_chans is None else in_chans
@@ -201,6 +218,10 @@ def create_model(
             raise ConfigError(f"{name}: {exc}".replace(f"{info.builder.__name__}() ", "")) from None
         raise
     model.model_name = name  # lets summary() and checkpoints find the registry record
+    if features_only:
+        from cnnzoo.features import features_only as cut_after_stages
+
+        return cut_after_stages(model, out_indices, input_side=info.input_size[1])
     return model
 
 

@@ -17,7 +17,59 @@ def add_parsers(subparsers) -> None:
 
 
 def _add_export(subparsers) -> None:
-    pass
+    from cnnzoo.train.config import add_model_option_flag
+
+    p = subparsers.add_parser(
+        "export",
+        help="write a model as an ONNX file and check it with ONNX Runtime",
+        description="Export a registered model or a trained run (in eval mode) to ONNX with torch.export "
+        "(PyTorch's default exporter), then run the file with ONNX Runtime and print the largest "
+        "difference from the eager model. The batch axis is dynamic unless --static-batch. An existing "
+        "file is never overwritten.",
+    )
+    p.add_argument("model", metavar="MODEL|RUN", help="a registered model name or a run directory")
+    p.add_argument("--out", required=True, metavar="FILE", help="the ONNX file to write (must not exist)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="file format (only onnx)")
+    p.add_argument("--opset", type=int, metavar="N", help="ONNX operator set (default: the exporter's, 18)")
+    p.add_argument("--static-batch", action="store_true",
+                   help="a fixed batch dimension (--batch-size) instead of a dynamic one")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="the fixed batch with --static-batch (default 1)")  # fmt: skip
+    p.add_argument("--input", metavar="CxHxW", help="input size (default: the model's or the run's)")
+    add_model_option_flag(p)
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from cnnzoo.analysis import parse_input_size
+    from cnnzoo.deploy.export import ExportError, export_onnx, new_file, onnx_batch_axis, onnx_difference
+    from cnnzoo.registry import create_model, model_info
+    from cnnzoo.train.runs import model_or_run
+
+    if args.batch_size < 1:
+        raise ExportError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.batch_size != 1 and not args.static_batch:
+        raise ExportError("--batch-size fixes the batch of a --static-batch export; without it the batch is dynamic")
+    out = new_file(args.out)  # before the model is built
+    model, default_size, options = model_or_run(args.model, args.model_options)
+    input_size = parse_input_size(args.input) if args.input else default_size
+    if isinstance(model, str):
+        model_info(model).check_input_size(*input_size[1:])
+        model = create_model(model, **{"in_chans": input_size[0], **options})
+    path = export_onnx(model, out, input_size, opset=args.opset, dynamic_batch=not args.static_batch,
+                       batch_size=args.batch_size)  # fmt: skip
+    batches = (args.batch_size,) if args.static_batch else (1, 3)
+    try:
+        diff, rel = onnx_difference(model, path, input_size, batch_sizes=batches)
+    except ExportError as exc:  # a file ONNX Runtime cannot run is not kept
+        path.unlink()
+        raise ExportError(f"{exc} ({path} removed)") from None
+    axis = onnx_batch_axis(path)
+    batch_text = f"batch fixed at {axis}" if isinstance(axis, int) else f"dynamic batch axis {axis!r}"
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {batch_text}, input {'x'.join(map(str, input_size))})")
+    print(f"ONNX Runtime vs eager at batch {' and '.join(map(str, batches))}: largest difference "
+          f"{diff:.2e} ({rel:.2e} of the largest output)")  # fmt: skip
+    return 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -26,4 +78,50 @@ def _add_export(subparsers) -> None:
 
 
 def _add_bench(subparsers) -> None:
-    pass
+    from cnnzoo.train.config import add_model_option_flag
+
+    p = subparsers.add_parser(
+        "bench",
+        help="images/s, latency and memory on this machine; against torchvision/timm, or across runtimes",
+        description="Time a model's inference (or training step) on random images: images/s, latency median "
+        "and p90 over repeats (warm-up excluded), peak memory, the machine. --compare times torchvision's or "
+        "timm's implementation of the same architecture interleaved with cnnzoo's; --deploy times each "
+        "inference path (eager, channels_last, BN folded, torch.compile, ONNX Runtime). Denormals are flushed "
+        "to zero for every runner (docs/deployment.md, Benchmarks).",
+    )
+    p.add_argument("model", metavar="MODEL|RUN", help="a registered model name or a run directory")
+    p.add_argument("--batch-size", default="1,8,32", metavar="N[,N...]",
+                   help="batch sizes, comma-separated (default 1,8,32)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, usually the cores)")
+    p.add_argument("--train", action="store_true", help="time a training step (forward, backward, SGD) instead")
+    p.add_argument("--compare", choices=("torchvision", "timm"),
+                   help="also time this library's implementation, interleaved, with the same weights")
+    p.add_argument("--deploy", action="store_true",
+                   help="time each inference path and its speed-up over eager; ends with `deploy: N.Nx`")
+    p.add_argument("--paths", metavar="PATH[,PATH...]",
+                   help="--deploy: only these paths besides eager (eager, channels_last, bn_folded, "
+                   "bn_folded+channels_last, torch.compile, onnxruntime; default all)")
+    p.add_argument("--input", help="input size CxHxW (default: the model's, or the run's)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per runner and batch size (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2; at least one is made: it counts the memory)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_model_option_flag(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    import json
+
+    from cnnzoo.analysis import parse_input_size
+    from cnnzoo.deploy.bench import bench, parse_batch_sizes, parse_paths
+    from cnnzoo.train.runs import model_or_run
+
+    batch_sizes = parse_batch_sizes(args.batch_size)  # before any model is built
+    paths = parse_paths(args.paths)
+    model, default_size, options = model_or_run(args.model, args.model_options)
+    input_size = parse_input_size(args.input) if args.input else default_size
+    report = bench(model, input_size, batch_sizes, options=options, train=args.train, compare=args.compare,
+                   deploy=args.deploy, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
+                   paths=paths)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.format())
+    return 0

@@ -16,6 +16,9 @@ from cnnzoo.errors import ConfigError
 from cnnzoo.layers.conv import ConvNormAct
 
 
+# a leaf function for torch.fx: its divisibility check reads the traced shape, which symbolic
+# tracing cannot branch on; dynamo (torch.export, torch.compile) traces through it as it is
+@torch.fx.wrap
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """Section 3.1: reshape channels to ``(groups, n)``, transpose to ``(n, groups)``, flatten."""
     batch, channels, height, width = x.shape

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnzoo.layers.normalization import krizhevsky_lrn
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, fc_head, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 ALEXNET_PAPER = Paper(
@@ -55,6 +55,8 @@ def _classifier(in_features: int, hidden: int, num_classes: int, drop_rate: floa
 class AlexNetBase(ClassifierNet):
     """Feature extractor ``features``, pooling ``avgpool``, FC head ``classifier``."""
 
+    feature_trunk = ("features.*",)
+
     classifier_path = "classifier.6"
 
     def __init__(self, features: nn.Sequential, pool: nn.Module, feature_shape: tuple[int, int, int],
@@ -70,9 +72,7 @@ class AlexNetBase(ClassifierNet):
         return self.features(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        x = self.classifier[:-1](x)
-        return x if pre_logits else self.classifier[-1](x)
+        return fc_head(self.classifier, torch.flatten(self.avgpool(x), 1), pre_logits)
 
 
 class AlexNet(AlexNetBase):

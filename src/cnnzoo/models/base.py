@@ -32,6 +32,10 @@ class ClassifierNet(nn.Module):
 
     #: dotted path of the final classifier layer, e.g. "fc" or "classifier.6"
     classifier_path: str = ""
+    #: the modules of the main path, in forward order, as patterns whose ``*`` stays within one
+    #: name (``"features.*"``: every child of ``features``); the last module at each stride ends
+    #: a stage for ``create_model(..., features_only=True)`` (cnnzoo.features).  Empty: no stages.
+    feature_trunk: tuple[str, ...] = ()
 
     def __init__(self, num_classes: int, in_chans: int) -> None:
         super().__init__()
@@ -88,6 +92,18 @@ def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
     """The final classifier: ``nn.Linear`` or, for ``num_classes == 0``, ``nn.Identity``."""
     check_num_classes(num_classes)
     return nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def fc_head(classifier: nn.Sequential, x: Tensor, pre_logits: bool = False) -> Tensor:
+    """Run a fully connected head: every layer but the last gives the pre-logits, the last the logits.
+
+    The layers are called one by one, not through a slice ``classifier[:-1]``: a slice is a new
+    ``nn.Sequential`` that is no submodule of the net, which ``torch.fx`` cannot trace.
+    """
+    *hidden, last = classifier
+    for layer in hidden:
+        x = layer(x)
+    return x if pre_logits else last(x)
 
 
 def init_weights(model: nn.Module, linear_std: float | None = 0.01) -> None:

@@ -69,6 +69,8 @@ BN_INCEPTION_TABLE = (
 class BNInception(ClassifierNet):
     """BN-Inception: stem, ten Inception modules (Figure 5), global average pool, linear."""
 
+    feature_trunk = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception*")
+
     classifier_path = "fc"
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> None:

@@ -44,6 +44,8 @@ class DenseNet(ClassifierNet):
     in the dense layers and the transitions (Section 4.2).
     """
 
+    feature_trunk = ("features.*",)
+
     classifier_path = "classifier"
 
     def __init__(

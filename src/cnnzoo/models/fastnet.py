@@ -77,6 +77,8 @@ def _activation(name: str) -> nn.Module:
 class FastNet(ClassifierNet):
     """Whitening layer, three conv blocks, global max pooling, scaled linear classifier."""
 
+    feature_trunk = ("whiten", "act", "blocks.*")
+
     classifier_path = "fc"
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, widths: Sequence[int] = (48, 96, 192),

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from cnnzoo.errors import InputSizeError
@@ -67,6 +68,9 @@ class FCNFeatures(NamedTuple):
     image_size: tuple[int, int]
 
 
+# a leaf function for torch.fx: the size check reads the traced shape, which symbolic tracing
+# cannot branch on; dynamo (torch.export, torch.compile) traces through it as it is
+@torch.fx.wrap
 def crop_to(x: Tensor, offset: int, size: tuple[int, int]) -> Tensor:
     """``x[..., offset:offset + h, offset:offset + w]`` (Caffe's Crop layer)."""
     height, width = size
@@ -95,6 +99,8 @@ class FCN(ClassifierNet):
     has no score layers and ``forward`` returns fc7's map.  ``init_from_vgg(vgg16)``
     copies an ImageNet VGG-16's convolutions and converts its fc6/fc7 (Section 4.1).
     """
+
+    feature_trunk = ("features.*",)
 
     def __init__(
         self,

@@ -63,6 +63,14 @@ INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int, int]] = {
 AUX_LOSS_WEIGHT = 0.3
 
 
+# a leaf function for torch.fx: the test reads the traced shape, which symbolic tracing cannot
+# branch on; dynamo (torch.export, torch.compile) traces through it as it is
+@torch.fx.wrap
+def paper_aux_pool(x: Tensor) -> Tensor:
+    """Section 5's 5x5/3 average pool, where the grid has room for it."""
+    return F.avg_pool2d(x, 5, stride=3) if min(x.shape[-2:]) >= 5 else x
+
+
 class GoogLeNetAux(nn.Module):
     """An auxiliary classifier (Section 5), on the 14x14 output of inception 4a or 4d.
 
@@ -82,8 +90,8 @@ class GoogLeNetAux(nn.Module):
         self.dropout = nn.Dropout(drop_rate)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.paper_pool and min(x.shape[-2:]) >= 5:
-            x = F.avg_pool2d(x, 5, stride=3)
+        if self.paper_pool:
+            x = paper_aux_pool(x)
         x = F.adaptive_avg_pool2d(x, 4)
         x = torch.flatten(self.conv(x), 1)
         x = self.dropout(F.relu(self.fc1(x), inplace=True))
@@ -92,6 +100,11 @@ class GoogLeNetAux(nn.Module):
 
 class GoogLeNet(AuxClassifierNet):
     """GoogLeNet / Inception v1; ``batch_norm`` selects torchvision's layout (see module doc)."""
+
+    feature_trunk = (
+        "conv1", "maxpool1", "norm1", "conv2", "conv3", "norm2", "maxpool2", "inception3*", "maxpool3",
+        "inception4*", "maxpool4", "inception5*",
+    )
 
     classifier_path = "fc"
 

@@ -83,6 +83,11 @@ def _blocks(count: int, channels: int, branches, scale: float) -> nn.Sequential:
 class InceptionResNetV1(_InceptionResNet):
     """Inception-ResNet-v1 as in the paper (Figures 10-15)."""
 
+    feature_trunk = (
+        "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b", "repeat",
+        "mixed_6a", "repeat_1", "mixed_7a", "repeat_2",
+    )
+
     def __init__(
         self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, depths=(5, 10, 5)
     ) -> None:
@@ -130,6 +135,11 @@ class InceptionResNetV2Mixed5b(nn.Module):
 
 class InceptionResNetV2(_InceptionResNet):
     """Inception-ResNet-v2 as released (timm's layout; see the module docstring)."""
+
+    feature_trunk = (
+        "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "maxpool_5a", "mixed_5b",
+        "repeat", "mixed_6a", "repeat_1", "mixed_7a", "repeat_2", "block8", "conv2d_7b",
+    )
 
     def __init__(
         self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, depths=(10, 20, 10)

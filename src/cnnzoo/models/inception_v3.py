@@ -52,8 +52,26 @@ POOL_FEATURES_35 = (32, 64, 64)
 CHANNELS_7x7_17 = (128, 160, 160, 192)
 
 
+# a leaf function for torch.fx: the check reads the traced shape, which symbolic tracing cannot
+# branch on; dynamo (torch.export, torch.compile) traces through it as it is
+@torch.fx.wrap
+def check_aux_grid(x: Tensor) -> Tensor:
+    """``x``, if it is the 17x17 grid (or larger) the auxiliary classifier needs."""
+    if min(x.shape[-2:]) < 17:
+        raise InputSizeError(
+            f"inception_v3's auxiliary classifier needs the 17x17 grid of a 299x299 input, got "
+            f"{x.shape[-2]}x{x.shape[-1]}; use aux_logits=False for smaller inputs"
+        )
+    return x
+
+
 class InceptionV3(AuxClassifierNet):
     """Inception v3 with torchvision's module names (see the module docstring)."""
+
+    feature_trunk = (
+        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+        "maxpool2", "Mixed_*",
+    )
 
     classifier_path = "fc"
 
@@ -103,12 +121,7 @@ class InceptionV3(AuxClassifierNet):
             x = getattr(self, name)(x)
         aux = []
         if with_aux:
-            if min(x.shape[-2:]) < 17:
-                raise InputSizeError(
-                    f"inception_v3's auxiliary classifier needs the 17x17 grid of a 299x299 input, got "
-                    f"{x.shape[-2]}x{x.shape[-1]}; use aux_logits=False for smaller inputs"
-                )
-            aux.append(self.AuxLogits(x))
+            aux.append(self.AuxLogits(check_aux_grid(x)))
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
         return x, aux
 

@@ -46,6 +46,8 @@ REDUCTION_A_V4 = (192, 224, 256, 384)
 class InceptionV4(ClassifierNet):
     """Inception-v4: the modules of Figures 3-8 arranged as in Figure 9."""
 
+    feature_trunk = ("features.*",)
+
     classifier_path = "last_linear"
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> None:

@@ -87,6 +87,8 @@ class SparseConv(nn.Module):
 class LeNet5(ClassifierNet):
     """LeNet-5: ``forward_features`` gives C5's 120x1x1 map, the head F6 and the output."""
 
+    feature_trunk = ("features.*",)
+
     classifier_path = "classifier"
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, sparse_c3: bool = True) -> None:

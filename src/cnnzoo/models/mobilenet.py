@@ -8,6 +8,11 @@ authors' released models.  The width multiplier ``alpha`` thins every layer to
 ``alpha`` times its channels (Section 3.3); the resolution multiplier is simply a smaller
 input (Section 3.4): the net takes any resolution.  ``separable=False`` builds Table 4's
 "Conv MobileNet", the same net with full 3x3 convolutions.
+
+Every convolution is followed by batch norm and ReLU (Fig. 3).  timm's ``mobilenetv1_100``
+(like TensorFlow's released MobileNets) is the same net layer for layer but clips with ReLU6;
+with its ReLU6s swapped for ReLU its weights load here and give the same outputs
+(tests/test_timm_equivalence.py).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class MobileNetV1(ClassifierNet):
     the head pools it globally (any resolution works), applies optional dropout and the
     ``classifier``.  ``num_features`` is ``1024 alpha``.
     """
+
+    feature_trunk = ("stem", "blocks.*")
 
     classifier_path = "classifier"
 

@@ -80,6 +80,8 @@ class NIN(ClassifierNet):
     them, so class activation maps (Zhou et al. 2016) read straight off ``classifier``.
     """
 
+    feature_trunk = ("features.*",)
+
     def __init__(self, specs: tuple[MlpConvSpec, ...], num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__(num_classes, in_chans)
         layers: list[nn.Module] = []

@@ -7,7 +7,11 @@ Every unit is ``x + F(x)`` with ``F`` = (BN-ReLU-conv) x 2 or x 3 and nothing af
   block takes that activated output directly (Section 4: "for the first Residual Unit (that
   follows a stand-alone convolutional layer, conv1), we adopt the first activation right after
   conv1 and before splitting into two paths").  The CIFAR nets start with a bare 3x3 conv whose
-  activation is done by the first block before the split (the same computation).
+  activation is done by the first block before the split (the same computation).  timm's
+  ``resnetv2_50``/``resnetv2_101`` order the stem conv1 -> max-pool and let the first unit's
+  BN-ReLU pre-activate the pooled map: the same parameters (that BN is our stem's ``bn1``) and
+  the same outputs whenever its scales are positive, since max-pooling commutes with a
+  non-decreasing per-channel map (tests/test_timm_equivalence.py renames the state dict).
 * "For the last Residual Unit ... we adopt an extra activation right after its element-wise
   addition": a final BN-ReLU before global pooling.
 * Where the shape changes the shortcut is a 1x1 projection (option B) reading the
@@ -47,6 +51,8 @@ class PreActResNet(ResidualNet):
     ResNets); ``shortcut``, ``drop_path_rate``, ``plain`` and ``zero_init_residual`` (here: each
     branch's last convolution starts at zero) as in :class:`~cnnzoo.models.resnet.ResNet`.
     """
+
+    feature_trunk = ("conv1", "bn1", "relu", "maxpool", "layer*", "final_bn", "final_act")
 
     classifier_path = "fc"
 

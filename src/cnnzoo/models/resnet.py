@@ -266,6 +266,8 @@ class ResNet(ResidualNet):
     ``zero_init_residual``.
     """
 
+    feature_trunk = ("conv1", "bn1", "relu", "maxpool", "layer*")
+
     classifier_path = "fc"
 
     def __init__(

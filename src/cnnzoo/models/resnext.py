@@ -4,7 +4,8 @@ A ResNeXt block aggregates ``C`` (the cardinality) transformations of the same t
 its grouped-convolution form (Fig. 3(c)) it is a bottleneck whose 3x3 convolution has ``C``
 groups of ``d`` channels.  Names read ``resnext{depth}_{C}x{d}d``.
 
-* ImageNet (Table 1 / Section 5.1): ``resnext50_32x4d``, ``resnext101_32x8d`` in torchvision's
+* ImageNet (Table 1 / Section 5.1): ``resnext50_32x4d``, ``resnext101_32x8d`` and
+  ``resnext101_64x4d`` (the "2x complexity" ResNeXt-101 of Tables 4 and 5) in torchvision's
   layout: ResNet-50/101 stages with 3x3 width ``C * d * 2**stage`` (128 ... 1024 for 32x4d).
 * CIFAR (Section 5.3 and Table 7): ``resnext29_8x64d`` (34.4M parameters) and
   ``resnext29_16x64d`` (68.1M): a 3x3 conv with 64 filters, then three stages of 3 bottleneck
@@ -58,6 +59,12 @@ def resnext50_32x4d(**kwargs) -> ResNet:
 def resnext101_32x8d(**kwargs) -> ResNet:
     """ResNeXt-101 (32x8d): ResNet-101 stages, 32 groups of 8 channels in the first 3x3."""
     return ResNet(imagenet_config(101, width_per_group=8, groups=32), **kwargs)
+
+
+@register_model(**_IMAGENET)
+def resnext101_64x4d(**kwargs) -> ResNet:
+    """ResNeXt-101 (64x4d), Tables 4 and 5: ResNet-101 stages, 64 groups of 4 channels in the first 3x3."""
+    return ResNet(imagenet_config(101, width_per_group=4, groups=64), **kwargs)
 
 
 @register_model(**_CIFAR)

@@ -60,6 +60,8 @@ class ShuffleNetV1(ClassifierNet):
     pools it globally and applies the ``classifier``.  ``num_features`` is Stage 4's width.
     """
 
+    feature_trunk = ("stem", "stem_pool", "stages.*")
+
     classifier_path = "classifier"
 
     def __init__(

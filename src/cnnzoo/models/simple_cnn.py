@@ -48,6 +48,8 @@ def _norm_layer(norm: str, channels: int) -> nn.Module:
 class SimpleCNN(ClassifierNet):
     """Conv-[BN]-ReLU-pool stages, global average pooling, one linear classifier."""
 
+    feature_trunk = ("features.*",)
+
     classifier_path = "fc"
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, norm: str = "none",

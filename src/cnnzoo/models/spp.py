@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cnnzoo.layers.spp import SpatialPyramidPooling
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, fc_head, linear_or_identity
 from cnnzoo.models.zfnet import make_zfnet_features
 from cnnzoo.registry import Paper, register_model
 
@@ -44,6 +44,8 @@ class SPPNet(ClassifierNet):
     ``features`` keeps ZFNet's layer indices (the last max-pool removed), so ZFNet's
     convolution weights load into it.
     """
+
+    feature_trunk = ("features.*",)
 
     classifier_path = "classifier.6"
 
@@ -75,8 +77,7 @@ class SPPNet(ClassifierNet):
         return self.features(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.classifier[:-1](self.spp(x))
-        return x if pre_logits else self.classifier[-1](x)
+        return fc_head(self.classifier, self.spp(x), pre_logits)
 
 
 @register_model(family="sppnet", paper=SPP_PAPER, input_size=(3, 224, 224), min_size=31)

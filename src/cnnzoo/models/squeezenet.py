@@ -117,6 +117,8 @@ class SqueezeNet(ClassifierNet):
     ``reset_classifier(0)`` (conv10 becomes the identity).
     """
 
+    feature_trunk = ("features.*",)
+
     def __init__(
         self, config: SqueezeNetConfig, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5
     ) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnzoo.layers.normalization import krizhevsky_lrn
-from cnnzoo.models.base import ClassifierNet, init_weights, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, fc_head, init_weights, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 VGG_PAPER = Paper(
@@ -75,6 +75,8 @@ class VGG(ClassifierNet):
     the width of FC7, which ``forward_head(pre_logits=True)`` returns.
     """
 
+    feature_trunk = ("features.*",)
+
     classifier_path = "classifier.6"
 
     def __init__(
@@ -107,9 +109,7 @@ class VGG(ClassifierNet):
         return self.features(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
-        x = self.classifier[:-1](x)
-        return x if pre_logits else self.classifier[-1](x)
+        return fc_head(self.classifier, torch.flatten(self.avgpool(x), 1), pre_logits)
 
 
 def _vgg(config: str, batch_norm: bool = False, **kwargs) -> VGG:

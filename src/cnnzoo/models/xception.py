@@ -80,6 +80,10 @@ class XceptionBlock(nn.Module):
 class Xception(ClassifierNet):
     """Xception: entry, middle and exit flows of depthwise separable convolutions."""
 
+    feature_trunk = (
+        "conv1", "bn1", "act1", "conv2", "bn2", "act2", "block*", "conv3", "bn3", "act3", "conv4", "bn4", "act4",
+    )
+
     classifier_path = "fc"
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnzoo.layers.normalization import krizhevsky_lrn
-from cnnzoo.models.base import ClassifierNet, linear_or_identity
+from cnnzoo.models.base import ClassifierNet, fc_head, linear_or_identity
 from cnnzoo.registry import Paper, register_model
 
 ZFNET_PAPER = Paper(
@@ -52,6 +52,8 @@ def make_zfnet_features(in_chans: int, conv345_widths: tuple[int, int, int]) -> 
 class ZFNet(ClassifierNet):
     """ZFNet: ``features`` (conv1-5 and pools), ``classifier`` (FC6, FC7, FC8 with dropout)."""
 
+    feature_trunk = ("features.*",)
+
     classifier_path = "classifier.6"
 
     def __init__(
@@ -78,8 +80,7 @@ class ZFNet(ClassifierNet):
         return self.features(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.classifier[:-1](torch.flatten(x, 1))
-        return x if pre_logits else self.classifier[-1](x)
+        return fc_head(self.classifier, torch.flatten(x, 1), pre_logits)
 
 
 @register_model(family="zfnet", paper=ZFNET_PAPER, input_size=(3, 224, 224), fixed_size=True)
