@@ -24,6 +24,7 @@ _TORCHVISION: dict[str, dict[str, Any]] = {
     "vgg11_bn": {}, "vgg13_bn": {}, "vgg16_bn": {}, "vgg19_bn": {},
     "resnet18": {}, "resnet34": {}, "resnet50": {}, "resnet101": {}, "resnet152": {},
     "wide_resnet50_2": {}, "wide_resnet101_2": {}, "resnext50_32x4d": {}, "resnext101_32x8d": {},
+    "resnext101_64x4d": {},
     "densenet121": {}, "densenet161": {}, "densenet169": {}, "densenet201": {},
     "squeezenet1_0": {}, "squeezenet1_1": {},
     "googlenet": {"aux_logits": True, "init_weights": True, "transform_input": False},

@@ -40,8 +40,8 @@ measurements for each k = 0 .. n (the paper takes 1000); for ``resnet56`` that i
 passes, each through k of the 27 branches: about a minute on two CPU cores.
 
 The net is ``--model`` (default ``resnet56``, 27 blocks) trained here like the lesion
-experiment's (8000 Fashion-MNIST images at 28x28, 3 epochs, SGD 0.1 with a cosine schedule;
-a finished run is reused, an interrupted one resumed), or a finished ``cnnzoo train`` run
+experiment's (8000 Fashion-MNIST images at 28x28, 3 epochs, SGD 0.1 with a cosine schedule after
+one warm-up epoch; a finished run is reused, an interrupted one resumed), or a finished ``cnnzoo train`` run
 (``--from RUN_DIR``; ``runs/experiment-lesion/train-resnet56`` works too).  Everything goes to
 ``OUT`` (default ``runs/experiment-path-lengths``): the training run, ``results.csv`` (one row
 per measurement), ``results.md`` (the table per length and the summary) and
@@ -67,7 +67,7 @@ from torch import Tensor, nn
 from cnnzoo.errors import ConfigError
 from cnnzoo.experiments import _runs
 from cnnzoo.experiments._runs import markdown_table
-from cnnzoo.experiments.lesion import TRAINING_FLAGS, _check_residual_model, _run_config, _train_net
+from cnnzoo.experiments.lesion import TRAINING_FLAGS, check_residual_model, residual_training, run_config, train_net
 from cnnzoo.layers.drop_path import DropPath
 from cnnzoo.models.resnet import ResidualNet
 
@@ -281,7 +281,7 @@ def _check_shortcuts(name: str) -> None:
     """A model without residual blocks, or a plain net (one path only), is a one-line error before training."""
     from cnnzoo.registry import create_model
 
-    _check_residual_model(name, "--model")
+    check_residual_model(name, "--model")
     with torch.device("meta"):  # shapes only
         net = create_model(name)
     if not all(getattr(block, "residual", False) for block in net.residual_blocks()):
@@ -319,7 +319,7 @@ def run_path_lengths_experiment(
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
     if from_run is not None:
-        config = _run_config(Path(from_run))
+        config = run_config(Path(from_run))
         name, data = config.model, data or config.data
         if data != config.data:
             raise ConfigError(f"{from_run} was trained on {config.data}: its gradients are measured on "
@@ -328,19 +328,18 @@ def run_path_lengths_experiment(
         _check_shortcuts(model)
         name, data = model, data or "fashion-mnist"
 
-    training = dict(data=data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9, weight_decay=5e-4,
-                    schedule="cosine", optimizer="sgd", limit_train=train_size or None, limit_val=None,
-                    seed=seed, channels_last=True, input_size=list(input_size) if input_size else None)  # fmt: skip
+    training = residual_training(data=data, epochs=epochs, batch_size=batch_size, lr=lr, train_size=train_size,
+                                 limit_val=None, seed=seed, input_size=input_size)  # fmt: skip
     settings = training if from_run is None else dict(data=data, from_run=str(from_run))
     exp = _runs.ExperimentDir.open(out, "path-lengths", settings)
     with engine.torch_threads(threads):
-        run_dir = Path(from_run) if from_run is not None else _train_net(exp, name, training, data_dir, device,
+        run_dir = Path(from_run) if from_run is not None else train_net(exp, name, training, data_dir, device,
                                                                           threads, log)  # fmt: skip
         run = load_run(run_dir, "best", device)
         meta = run.meta
         if not isinstance(run.model, ResidualNet):
             raise ConfigError(f"{run_dir}: {meta['model']} has no residual blocks")
-        bundle = engine.load_dataset(data, data_dir=data_dir or _run_config(run_dir).data_dir, val_fraction=0.1,
+        bundle = engine.load_dataset(data, data_dir=data_dir or run_config(run_dir).data_dir, val_fraction=0.1,
                                      seed=seed, limit_train=batches * grad_batch_size)  # fmt: skip
         if len(bundle.train) < grad_batch_size:
             raise ConfigError(f"{data} has {len(bundle.train)} training images, fewer than "
