@@ -154,3 +154,10 @@ def test_min_sizes():
             assert model(torch.randn(1, 3, size, size)).shape[0] == 1
             with pytest.raises(RuntimeError):
                 model(torch.randn(1, 3, size - 1, size - 1))
+
+
+def test_cifar_stem_is_an_option_of_the_cifar_builders():
+    """`-o stem=...` reaches the CIFAR builders (it once collided with the stem they pass themselves)."""
+    assert create_model("densenet_bc_100_12", stem="cifar").features.conv0.kernel_size == (3, 3)
+    imagenet_stem = create_model("densenet_bc_100_12", stem="imagenet")
+    assert imagenet_stem.features.conv0.kernel_size == (7, 7) and hasattr(imagenet_stem.features, "pool0")

@@ -124,9 +124,10 @@ def densenet_cifar(depth: int, growth_rate: int, *, bottleneck: bool = True, com
         )
     n = (depth - 4) // (3 * convs_per_layer)
     kwargs.setdefault("num_classes", 10)
+    kwargs.setdefault("stem", "cifar")  # the paper's one 3x3 conv; `-o stem=imagenet` may still ask for 7x7/2
     stem_channels = 2 * growth_rate if bottleneck else 16
-    return DenseNet((n, n, n), growth_rate, stem_channels, stem="cifar", bottleneck=bottleneck,
-                    compression=compression, **kwargs)
+    return DenseNet((n, n, n), growth_rate, stem_channels, bottleneck=bottleneck, compression=compression,
+                    **kwargs)
 
 
 # The stem divides the side by 4 (conv 7x7/2 pad 3, max-pool 3x3/2 pad 1) and each of the three
