@@ -218,10 +218,11 @@ def cmd_shape(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from cnnzoo.analysis.compare import check_plot_file, compare, plot_accuracy_chart
     from cnnzoo.analysis import parse_input_size
+    from cnnzoo.analysis.compare import compare, plot_accuracy_chart
+    from cnnzoo.rundir import new_file
 
-    plot = check_plot_file(args.plot) if args.plot else None  # before any work
+    plot = new_file(args.plot, "plot file") if args.plot else None  # before any work
     input_size = parse_input_size(args.input) if args.input else None
     comparison = compare(args.models, input_size)  # names or run directories
     print(comparison.to_table())

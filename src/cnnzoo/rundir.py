@@ -106,6 +106,14 @@ def writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
     return path
 
 
+def new_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """:func:`writable_file`, and nothing there yet: a user's file is never overwritten."""
+    path = writable_file(path, what)
+    if path.exists():
+        raise OutputDirError(f"{path} already exists; remove it or choose another file name")
+    return path
+
+
 # ------------------------------------------------------------------------------------------
 # the run directory
 # ------------------------------------------------------------------------------------------

@@ -63,16 +63,6 @@ _EVALUATION_COLOURS = {"single crop": "tab:blue", "10 crops": "tab:orange", "den
                        "not stated": "tab:gray"}  # fmt: skip
 
 
-def check_plot_file(path) -> Path:
-    """``--plot FILE``: its folder must exist and the file must not (a user's file is never overwritten)."""
-    from cnnzoo.rundir import OutputDirError, writable_file
-
-    path = writable_file(path, "plot file")
-    if path.exists():
-        raise OutputDirError(f"{path} already exists; remove it or choose another file name")
-    return path
-
-
 def plot_accuracy_chart(comparison: Comparison, names: list[str], path) -> tuple[Path, list[str]]:
     """Draw Canziani et al.'s chart for the registered models of ``comparison`` into the PNG ``path``.
 

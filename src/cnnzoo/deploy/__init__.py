@@ -8,7 +8,7 @@ The names below are imported on first use, so that ``cnnzoo.deploy.commands`` (t
 line) loads without torch.
 """
 
-from importlib import import_module
+from cnnzoo.lazy import lazy_getattr
 
 _LAZY = {
     "ExportError": "cnnzoo.deploy.export",
@@ -21,10 +21,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

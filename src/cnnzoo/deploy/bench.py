@@ -316,18 +316,12 @@ def _fold(model: nn.Module) -> nn.Module:
 
 
 def _onnx_runner(model: nn.Module, images: torch.Tensor, threads: int, folder: str) -> Runner:
-    import onnxruntime
-
-    from cnnzoo.deploy.export import export_onnx
+    from cnnzoo.deploy.export import export_onnx, onnxruntime_session
 
     path = os.path.join(folder, "model.onnx")
     if not os.path.exists(path):  # exported once with a dynamic batch axis: every batch size runs it
         export_onnx(model.eval(), path, input_size=tuple(images.shape[1:]))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")  # as torch's (module docstring)
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(path, threads, denormals_as_zero=True)  # as torch's (module docstring)
     feed = {session.get_inputs()[0].name: images.numpy()}
 
     def run():

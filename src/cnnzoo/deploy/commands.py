@@ -42,7 +42,8 @@ def _add_export(subparsers) -> None:
 
 def cmd_export(args) -> int:
     from cnnzoo.analysis import parse_input_size
-    from cnnzoo.deploy.export import ExportError, export_onnx, new_file, onnx_batch_axis, onnx_difference
+    from cnnzoo.deploy.export import ExportError, export_onnx, onnx_batch_axis, onnx_difference
+    from cnnzoo.rundir import new_file
     from cnnzoo.registry import create_model, model_info
     from cnnzoo.train.runs import model_or_run
 

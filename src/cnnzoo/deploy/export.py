@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import CnnzooError, InputSizeError
-from cnnzoo.rundir import OutputDirError, atomic_write_bytes, writable_file
+from cnnzoo.rundir import atomic_write_bytes, new_file
 
 #: the opset the exporter translates to; others go through ONNX's version converter
 EXPORTER_OPSET = 18
@@ -46,7 +46,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     defaults to the exporter's own (18).  An existing file is refused, and the model's
     training mode is restored afterwards.
     """
-    path = new_file(path)
+    path = new_file(path, "ONNX file")
     if opset is not None and not 7 <= opset <= _onnx_opset_max():
         raise ExportError(f"--opset must be between 7 and {_onnx_opset_max()} (what this onnx knows), got {opset}")
     if batch_size < 1:
@@ -82,21 +82,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     return path
 
 
-def new_file(path: str | os.PathLike) -> Path:
-    """``path`` as a file that can be created: its folder exists and nothing is there yet."""
-    path = writable_file(path, "ONNX file")
-    if path.exists():
-        raise OutputDirError(f"{path} already exists; remove it or choose another file name")
-    return path
-
-
-def onnxruntime_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU session for the file (``threads``: intra-op threads, default ORT's)."""
+def onnxruntime_session(path: str | os.PathLike, threads: int | None = None, *, denormals_as_zero: bool = False):
+    """An ONNX Runtime CPU session for the file (``threads``: intra-op threads, default ORT's;
+    ``denormals_as_zero``: flush denormal floats, as ``cnnzoo bench`` does for torch)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if denormals_as_zero:
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors (Fail, InvalidGraph, ...)

@@ -13,7 +13,8 @@ all of it and trains (:mod:`cnnzoo.transfer.commands`).
 
 import sys
 import types
-from importlib import import_module
+
+from cnnzoo.lazy import lazy_getattr
 
 # imported on first use, so that ``cnnzoo.transfer.commands`` (the command line) loads without torch
 _LAZY = {
@@ -23,14 +24,7 @@ _LAZY = {
 }  # fmt: skip
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()})
 
 
 class _Package(types.ModuleType):
