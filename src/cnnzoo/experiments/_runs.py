@@ -335,6 +335,13 @@ def figure(path: Path, nrows: int = 1, ncols: int = 1, *, dpi: int = 120, **subp
 # ------------------------------------------------------------------------------------------
 
 
+def check_at_least(*limits: tuple[str, int, int]) -> None:
+    """``(flag, value, lowest)`` triples: the first value below its lowest is a one-line error."""
+    for flag, value, low in limits:
+        if value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}")
+
+
 def int_list(text: str) -> list[int]:
     """argparse type: ``"10,50,500"`` -> ``[10, 50, 500]``."""
     return _number_list(text, int, "comma-separated integers")

@@ -342,11 +342,9 @@ def run_lesion_experiment(
     from cnnzoo.train import engine
     from cnnzoo.train.runs import load_run
 
-    for flag, value, low in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--max-k", max_k, 1),
-                             ("--draws", draws, 1), ("--limit-test", limit_test or 0, 0),
-                             ("--train-size", train_size or 0, 0)):  # fmt: skip
-        if value < low:
-            raise ConfigError(f"{flag} must be >= {low}, got {value}")
+    _runs.check_at_least(("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--max-k", max_k, 1),
+                         ("--draws", draws, 1), ("--limit-test", limit_test or 0, 0),
+                         ("--train-size", train_size or 0, 0))  # fmt: skip
 
     # which nets, and where each comes from: a finished run, or a training here
     sources: list[tuple[str, str, Path | None]] = []  # (role, model name, run dir to load or None)

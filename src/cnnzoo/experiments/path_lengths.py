@@ -313,11 +313,9 @@ def run_path_lengths_experiment(
     from cnnzoo.train import engine
     from cnnzoo.train.runs import load_run
 
-    for flag, value, low in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--batches", batches, 1),
-                             ("--grad-batch-size", grad_batch_size, 1), ("--draws", draws, 1),
-                             ("--train-size", train_size or 0, 0)):  # fmt: skip
-        if value < low:
-            raise ConfigError(f"{flag} must be >= {low}, got {value}")
+    _runs.check_at_least(("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--batches", batches, 1),
+                         ("--grad-batch-size", grad_batch_size, 1), ("--draws", draws, 1),
+                         ("--train-size", train_size or 0, 0))  # fmt: skip
     if from_run is not None:
         config = run_config(Path(from_run))
         name, data = config.model, data or config.data
