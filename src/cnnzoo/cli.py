@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "cnnzoo.train.commands",
     "cnnzoo.transfer.commands",
     "cnnzoo.deploy.commands",
+    "cnnzoo.compress.commands",
     "cnnzoo.atlas.commands",
 )
 

@@ -24,6 +24,14 @@ from typing import Any, Callable
 
 from cnnzoo.errors import ConfigError
 
+#: the modules that register transforms (imported when a spec names one not yet registered)
+TRANSFORM_MODULES = (
+    "cnnzoo.transfer.prepare",
+    "cnnzoo.compress.pruning",
+    "cnnzoo.compress.deep_compression",
+    "cnnzoo.quantization.transform",
+)
+
 #: transform name -> function(model, **options) -> model
 _TRANSFORMS: dict[str, Callable[..., Any]] = {}
 
@@ -45,7 +53,7 @@ def _transform(name: str) -> Callable[..., Any]:
         # transforms live beside their concern; importing it registers them
         from importlib import import_module
 
-        for module in ("cnnzoo.transfer.prepare",):
+        for module in TRANSFORM_MODULES:
             import_module(module)
     try:
         return _TRANSFORMS[name]

@@ -133,7 +133,7 @@ def torch_threads(threads: int | None):
 
 
 def fit(
-    model: str | nn.Module,
+    model: str | nn.Module | ModelSpec,
     data: str | None = None,
     *,
     recipe: str | os.PathLike | None = None,
@@ -147,7 +147,11 @@ def fit(
     record: dict[str, Any] | None = None,
     **overrides,
 ) -> FitResult:
-    """Train ``model`` (a registered name, or a built ``nn.Module``) on ``data``.
+    """Train ``model`` (a registered name, a :class:`ModelSpec` or a built ``nn.Module``) on ``data``.
+
+    A ``ModelSpec`` is built (with the data's classes and channels) and its transforms replayed
+    at the start, and recorded so that ``load_run`` rebuilds it: ``cnnzoo train --quantize``
+    passes its model this way.
 
     ``recipe`` names a shipped recipe (``"fast"``, ``"resnet_cifar"``, ...) or a YAML file;
     every other keyword is a configuration key (:class:`~cnnzoo.train.config.TrainConfig`)
@@ -163,13 +167,21 @@ def fit(
     >>> result.test_top1, result.run_dir                             # doctest: +SKIP
     """
     module = model if isinstance(model, nn.Module) else None
-    name = (getattr(module, "model_name", None) or type(module).__name__) if module is not None else str(model)
+    given_spec = model.copy() if isinstance(model, ModelSpec) else None
+    if module is not None:
+        name = getattr(module, "model_name", None) or type(module).__name__
+    else:
+        name = given_spec.name if given_spec is not None else str(model)
     given = {**overrides, "model": name}
+    if given_spec is not None:
+        if given.get("model_kwargs"):
+            raise ConfigError("give the model options in the ModelSpec, not as model_kwargs")
+        given["model_kwargs"] = dict(given_spec.options)
     if data is not None:
         given["data"] = data
     config, explicit = resolve(recipe, given)
     printer = log or (lambda text: print(text, flush=True))
-    setup = _Setup(config, explicit, module, bundle, kind, record or {}, verbose, printer)
+    setup = _Setup(config, explicit, module, bundle, kind, record or {}, verbose, printer, given_spec)
     extra = list(callbacks)
     if on_epoch_end is not None:
         extra.append(cb.EpochEndHook(on_epoch_end, setup.say))
@@ -188,6 +200,7 @@ class _Setup:
     extra_record: dict[str, Any]
     verbose: bool
     printer: Callable[[str], None]
+    given_spec: ModelSpec | None = None
 
     def say(self, text: str) -> None:
         if self.verbose and self.dist.is_main:
@@ -227,7 +240,10 @@ class _Setup:
         info = model_info(config.model)
         if config.input_size:
             info.check_input_size(*config.input_size)
-        return ModelSpec(config.model, check_options(config.model, config.model_kwargs))
+        spec = ModelSpec(config.model, check_options(config.model, config.model_kwargs))
+        if self.given_spec is not None:
+            spec.transforms = [dict(step) for step in self.given_spec.transforms]
+        return spec
 
     # -- the run directory ----------------------------------------------------------------
     def _open_run_dir(self) -> None:
