@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "cnnzoo.transfer.commands",
     "cnnzoo.deploy.commands",
     "cnnzoo.compress.commands",
+    "cnnzoo.quantization.commands",
     "cnnzoo.atlas.commands",
 )
 
