@@ -429,3 +429,23 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="tensorboard package"):
         fit(TinyNet(), data=SYN, tensorboard=True, out=str(tmp_path / "tb"), **QUICK)
     assert not (tmp_path / "tb").exists()
+
+
+def test_fit_takes_a_model_spec_and_load_run_replays_its_transforms(tmp_path):
+    """fit(ModelSpec(...).then(...)) builds the spec with the data's classes and records it for load_run."""
+    from cnnzoo.modelspec import ModelSpec
+    from cnnzoo.train.runs import load_run
+    from cnnzoo.transfer import NewFC
+
+    spec = ModelSpec("lenet5").then("new_fc", num_classes=4)
+    out = tmp_path / "spec-run"
+    result = fit(spec, data=SYN, epochs=1, out=str(out), max_steps=1, **QUICK)
+    assert result.exit_code == 0
+    run = load_run(out, device="cpu")
+    assert isinstance(run.model, NewFC) and run.model.num_classes == 4
+    assert run.meta["spec"]["transforms"] == [{"name": "new_fc", "options": {"num_classes": 4}}]
+    assert run.meta["spec"]["num_classes"] == 4 and run.meta["spec"]["in_chans"] == 1  # set from the data
+    x = torch.randn(2, 1, 32, 32)
+    assert run.model(x).shape == (2, 4)
+    with pytest.raises(ConfigError, match="in the ModelSpec"):
+        fit(spec, data=SYN, epochs=1, out=str(tmp_path / "other"), model_kwargs={"x": 1}, **QUICK)
