@@ -8,7 +8,7 @@ directory that ``load_run``, ``cnnzoo eval``, ``summary``, ``bench`` and ``expor
   filters, one shot or iterative, on Torch-Pruning's dependency graph;
 - :mod:`cnnzoo.compress.deep_compression`: Han et al. 2016's pipeline (magnitude pruning with
   retraining, trained weight sharing, Huffman coding) and its compressed file;
-- :mod:`cnnzoo.compress.distill`: Hinton et al. 2015's soft targets, a loss for the one trainer.
+- :mod:`cnnzoo.compress.distillation`: Hinton et al. 2015's soft targets, a loss for the one trainer.
 
 The names below are imported on first use, so that ``cnnzoo.compress.commands`` (the command
 line) loads without torch.
@@ -24,8 +24,8 @@ _LAZY = {
     "deep_compress": "cnnzoo.compress.deep_compression",
     "encode_model": "cnnzoo.compress.deep_compression",
     "decode_model": "cnnzoo.compress.deep_compression",
-    "DistillationLoss": "cnnzoo.compress.distill",
-    "distill": "cnnzoo.compress.distill",
+    "DistillationLoss": "cnnzoo.compress.distillation",
+    "distill": "cnnzoo.compress.distillation",
 }
 
 __all__ = sorted(_LAZY)

@@ -72,9 +72,10 @@ def _add_deep_compress(subparsers) -> None:
         "per-layer table of the paper's Tables 2-5 and `compression: N.Nx` against the fp32 safetensors.",
     )
     p.add_argument("source", metavar="RUN", help="a trained run directory")
-    p.add_argument("--prune-ratio", type=float, default=None,
-                   help="share of the weights removed (default: the paper's per-layer shares where it gives "
-                   "them, else 0.9)")  # fmt: skip
+    p.add_argument("--prune-ratio", default=None, metavar="R[,LAYER=R...]",
+                   help="share of the weights removed in every layer, with per-layer exceptions (a layer name "
+                   "covers its sublayers), e.g. 0.9,features.0=0.3 (default: the paper's per-layer shares where "
+                   "it gives them, else 0.9)")  # fmt: skip
     p.add_argument("--bits-conv", type=int, default=8, help="index bits of convolutional layers (default 8)")
     p.add_argument("--bits-fc", type=int, default=5, help="index bits of fully connected layers (default 5)")
     _training_flags(p)
@@ -111,6 +112,6 @@ def _add_distill(subparsers) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from cnnzoo.compress.distill import distill_command
+    from cnnzoo.compress.distillation import distill_command
 
     return distill_command(args)

@@ -19,6 +19,8 @@ averages them, so its stored coefficient is four times the paper's, uniform in [
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import Tensor, nn
 
@@ -141,3 +143,104 @@ def init_lenet_weights(model: nn.Module) -> None:
 def lenet5(**kwargs) -> LeNet5:
     """LeNet-5: tanh, trainable average-pool subsampling, Table I's sparse C3 (60K params)."""
     return LeNet5(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# the two LeNets that Deep Compression (Han, Mao & Dally 2016, Tables 1 and 2) compresses
+# ------------------------------------------------------------------------------------------
+
+DEEP_COMPRESSION_PAPER = Paper(
+    title="Deep Compression: Compressing Deep Neural Networks with Pruning, Trained Quantization and "
+    "Huffman Coding",
+    authors="Song Han, Huizi Mao, William J. Dally",
+    year=2016,
+    url="https://arxiv.org/abs/1510.00149",
+)
+
+
+class LeNet300100(ClassifierNet):
+    """LeNet-300-100: LeCun et al. 1998's fully connected 300-100 net, as Han et al. 2016 compress it (Table 1).
+
+    Three fully connected layers 784-300-100-10 with ReLU (the configuration of the paper's Table 1,
+    whose registered paper is therefore Deep Compression's).  An MLP has no feature maps: ``forward_features`` is the image itself (one
+    stage at stride 1), the head is the whole MLP and its pre-logits are ip2's 100 outputs.
+    """
+
+    feature_trunk = ("image",)
+
+    classifier_path = "ip3"
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, image_side: int = 28) -> None:
+        super().__init__(num_classes, in_chans)
+        self.num_features = 100
+        self.image = nn.Identity()
+        self.ip1 = nn.Linear(in_chans * image_side * image_side, 300)
+        self.ip2 = nn.Linear(300, 100)
+        self.ip3 = linear_or_identity(100, num_classes)
+        _init_xavier(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.image(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.relu(self.ip1(torch.flatten(x, 1)))
+        x = torch.relu(self.ip2(x))
+        return x if pre_logits else self.ip3(x)
+
+
+class LeNet5Caffe(ClassifierNet):
+    """LeNet-5 as in Caffe's MNIST example, the one Han et al. 2016 compress (Table 2).
+
+    conv1 20@5x5, 2x2 max-pool, conv2 50@5x5, 2x2 max-pool, ip1 800->500 with ReLU, ip2 500->10:
+    431K weights.  Caffe's example has no nonlinearity after its convolutions (only ip1's ReLU),
+    and neither has this one.
+    """
+
+    feature_trunk = ("features.*",)
+
+    classifier_path = "ip2"
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1) -> None:
+        super().__init__(num_classes, in_chans)
+        self.num_features = 500
+        self.features = nn.Sequential(OrderedDict(
+            conv1=nn.Conv2d(in_chans, 20, kernel_size=5),
+            pool1=nn.MaxPool2d(kernel_size=2, stride=2),
+            conv2=nn.Conv2d(20, 50, kernel_size=5),
+            pool2=nn.MaxPool2d(kernel_size=2, stride=2),
+        ))  # fmt: skip
+        self.ip1 = nn.Linear(50 * 4 * 4, 500)
+        self.ip2 = linear_or_identity(500, num_classes)
+        _init_xavier(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.relu(self.ip1(torch.flatten(x, 1)))
+        return x if pre_logits else self.ip2(x)
+
+
+def _init_xavier(model: nn.Module) -> None:
+    """Caffe's example prototxts: ``xavier`` weight filler (uniform, variance 1/fan-in), zero biases."""
+    if any(p.is_meta for p in model.parameters()):
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            bound = (3.0 / module.weight[0].numel()) ** 0.5
+            nn.init.uniform_(module.weight, -bound, bound)
+            nn.init.zeros_(module.bias)
+
+
+@register_model(family="lenet", paper=DEEP_COMPRESSION_PAPER, input_size=(1, 28, 28), num_classes=10,
+                fixed_size=True)  # fmt: skip
+def lenet_300_100(**kwargs) -> LeNet300100:
+    """LeNet-300-100: fully connected 784-300-100-10 with ReLU (Han et al. 2016, Table 1; 267K weights)."""
+    return LeNet300100(**kwargs)
+
+
+@register_model(family="lenet", paper=DEEP_COMPRESSION_PAPER, input_size=(1, 28, 28), num_classes=10,
+                fixed_size=True)  # fmt: skip
+def lenet5_caffe(**kwargs) -> LeNet5Caffe:
+    """LeNet-5 as in Caffe's example: conv 20, conv 50, fc 500, fc 10 (Han et al. 2016, Table 2; 431K weights)."""
+    return LeNet5Caffe(**kwargs)

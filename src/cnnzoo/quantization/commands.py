@@ -27,8 +27,18 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--calibration", type=int, default=512, metavar="N",
                    help="int8: training images used to calibrate the activation ranges (default 512)")  # fmt: skip
     p.add_argument("--qat", action="store_true", help="int8: quantization-aware training instead of calibration")
+    add_low_precision_flags(p)
     add_training_flags(p)
     p.set_defaults(func=cmd_quantize)
+
+
+def add_low_precision_flags(p: argparse.ArgumentParser) -> None:
+    """The options of the binary, ternary and two-bit schemes (``quantize`` and ``train --quantize``)."""
+    p.add_argument("--binary-activations", action="store_true",
+                   help="binary: binarize the quantized layers' inputs too (BNN; ReLUs become hard tanh); "
+                   "xnor always does")  # fmt: skip
+    p.add_argument("--keep-first-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the first layer and the classifier in full precision, as the papers do (default)")
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:

@@ -35,8 +35,19 @@ def _add_train(subparsers) -> None:
     )
     p.add_argument("model", help="registered model name (see `cnnzoo list`)")
     add_model_option_flag(p)
+    _add_quantize_flags(p)
     add_training_flags(p)
     p.set_defaults(func=cmd_train)
+
+
+def _add_quantize_flags(p: argparse.ArgumentParser) -> None:
+    from cnnzoo.quantization.commands import add_low_precision_flags
+
+    group = p.add_argument_group("low precision (docs/low-precision.md)")
+    group.add_argument("--quantize", metavar="SCHEME",
+                       help="train a quantized net from scratch: binary, xnor, bwn, ternary, ttq or 2bit "
+                       "(full-precision shadow weights; the packed weights go to RUN/weights.qpack)")  # fmt: skip
+    add_low_precision_flags(group)
 
 
 def add_training_flags(p: argparse.ArgumentParser, keys=None) -> None:
@@ -56,7 +67,21 @@ def train_overrides(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnzoo.train.engine import fit
 
-    result = fit(args.model, recipe=args.recipe, **train_overrides(args))
+    overrides = train_overrides(args)
+    scheme = getattr(args, "quantize", None)
+    if not scheme:
+        if getattr(args, "binary_activations", False) or not getattr(args, "keep_first_last", True):
+            raise ConfigError("--binary-activations and --no-keep-first-last go with --quantize SCHEME")
+        return fit(args.model, recipe=args.recipe, **overrides).exit_code
+
+    from cnnzoo.modelspec import ModelSpec
+    from cnnzoo.quantization.transform import finish_quantized_run, quantize_options, training_callbacks
+
+    options = quantize_options(args, scheme)  # an unknown scheme fails before any work
+    spec = ModelSpec(args.model, overrides.pop("model_kwargs", None) or {}).then("quantize", **options)
+    result = fit(spec, recipe=args.recipe, record={"quantize": {**options}},
+                 callbacks=training_callbacks(scheme), **overrides)  # fmt: skip
+    finish_quantized_run(result)
     return result.exit_code
 
 

@@ -114,6 +114,9 @@ class TrainConfig:
     grad_clip: float | None = _key(None, "clip the global gradient norm to this value", group="loss")
     aux_weight: float = _key(0.3, "weight of the auxiliary classifiers' losses (GoogLeNet Section 5: 0.3)",
                              group="loss")  # fmt: skip
+    bn_sparsity: float = _key(0.0, "network slimming (Liu et al. 2017, Eq. 1): add this times the sum of |gamma| "
+                              "over every batch-norm scale to the loss (the paper: 1e-4 VGG, 1e-5 ResNet/DenseNet)",
+                              group="loss", metavar="LAMBDA")  # fmt: skip
 
     # evaluation
     tta_flip: bool = _key(False, "average the predictions of each image and its mirror image at evaluation",
@@ -278,8 +281,13 @@ def _number(value: Any) -> float | int:
     return int(number) if number.is_integer() and "." not in str(value) else number
 
 
-def validate(config: TrainConfig) -> TrainConfig:
-    """Raise a one-line :class:`ConfigError` for a value out of range."""
+def validate(config: TrainConfig, min_epochs: int = 1) -> TrainConfig:
+    """Raise a one-line :class:`ConfigError` for a value out of range.
+
+    ``min_epochs=0`` admits ``epochs: 0``, a run that trains nothing (``cnnzoo prune --epochs 0``
+    records its untouched weights through ``fit(..., allow_no_epochs=True)``); saved
+    configurations are read that way.
+    """
     if not config.model:
         raise ConfigError("no model given")
     if config.optimizer not in OPTIMIZERS:
@@ -292,8 +300,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device must be cpu, cuda or auto, got {config.device!r}")
     if config.amp not in AMP_MODES:
         raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {config.amp!r}")
-    if config.epochs < 1:
-        raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
+    if config.epochs < min_epochs:
+        raise ConfigError(f"epochs must be >= {min_epochs}, got {config.epochs}")
+    if config.bn_sparsity < 0:
+        raise ConfigError(f"bn_sparsity must be >= 0, got {config.bn_sparsity}")
     if config.batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {config.batch_size}")
     if config.lr <= 0:
@@ -349,7 +359,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def resolve(
-    recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+    recipe: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, min_epochs: int = 1
 ) -> tuple[TrainConfig, dict[str, Any]]:
     """Defaults, then the recipe, then ``overrides``.
 
@@ -361,7 +371,7 @@ def resolve(
         explicit.update(load_recipe(recipe))
     explicit.update(check_keys({k: v for k, v in (overrides or {}).items() if v is not None}, "option"))
     config = TrainConfig(**{k: v for k, v in explicit.items()})
-    return validate(config), explicit
+    return validate(config, min_epochs), explicit
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:
@@ -370,7 +380,7 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 
 def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     known = {k: v for k, v in values.items() if k in _FIELDS}
-    return validate(TrainConfig(**check_keys(known, source)))
+    return validate(TrainConfig(**check_keys(known, source)), min_epochs=0)  # what fit wrote
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

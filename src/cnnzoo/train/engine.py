@@ -39,6 +39,7 @@ from cnnzoo.train.optim import LRSchedule, build_optimizer
 from cnnzoo.train.speed import CompiledWithFallback, resolve_amp, resolve_channels_last
 from cnnzoo.train.trainer import (  # noqa: F401 - re-exported: the engine's public names
     Callback,
+    CrossEntropy,
     FitResult,
     Trainer,
     TrainingDiverged,
@@ -145,6 +146,7 @@ def fit(
     loss: Callable | None = None,
     kind: str = "train",
     record: dict[str, Any] | None = None,
+    allow_no_epochs: bool = False,
     **overrides,
 ) -> FitResult:
     """Train ``model`` (a registered name, a :class:`ModelSpec` or a built ``nn.Module``) on ``data``.
@@ -160,7 +162,9 @@ def fit(
     ``data``, which then only names it.  ``on_epoch_end(row)`` is called on rank 0 after each
     epoch; True stops the run there (resumably, status "stopped").  ``callbacks`` and ``loss``
     plug into the :class:`~cnnzoo.train.trainer.Trainer`; ``kind`` and ``record`` go into the
-    run directory's ``run.json`` (``finetune`` records its source there).  User mistakes raise
+    run directory's ``run.json`` (``finetune`` records its source there).  With
+    ``allow_no_epochs`` (``cnnzoo prune --epochs 0``), ``epochs=0`` trains nothing: the model's
+    weights as given become the run's ``last`` checkpoint and are tested.  User mistakes raise
     :class:`~cnnzoo.errors.CnnzooError`, a diverging loss :class:`TrainingDiverged`.
 
     >>> result = fit("lenet5", data="fashion-mnist", epochs=1)     # doctest: +SKIP
@@ -179,9 +183,10 @@ def fit(
         given["model_kwargs"] = dict(given_spec.options)
     if data is not None:
         given["data"] = data
-    config, explicit = resolve(recipe, given)
+    min_epochs = 0 if allow_no_epochs else 1
+    config, explicit = resolve(recipe, given, min_epochs)
     printer = log or (lambda text: print(text, flush=True))
-    setup = _Setup(config, explicit, module, bundle, kind, record or {}, verbose, printer, given_spec)
+    setup = _Setup(config, explicit, module, bundle, kind, record or {}, verbose, printer, given_spec, min_epochs)
     extra = list(callbacks)
     if on_epoch_end is not None:
         extra.append(cb.EpochEndHook(on_epoch_end, setup.say))
@@ -201,6 +206,7 @@ class _Setup:
     verbose: bool
     printer: Callable[[str], None]
     given_spec: ModelSpec | None = None
+    min_epochs: int = 1
 
     def say(self, text: str) -> None:
         if self.verbose and self.dist.is_main:
@@ -274,7 +280,7 @@ class _Setup:
         merged.update(stop_after_epochs=None, progress=TrainConfig.progress, threads=None)
         merged.update(self.explicit)
         merged.update(out=str(self.run_dir), resume=True)
-        self.config = validate(TrainConfig(**merged))
+        self.config = validate(TrainConfig(**merged), self.min_epochs)
 
     # -- data, model, optimizer -------------------------------------------------------------
     def _build(self, extra_callbacks: list[Callback], loss) -> Trainer:
@@ -332,6 +338,11 @@ class _Setup:
         if len(train_loader) == 0:
             raise ConfigError("the training split gives no batch: lower --batch-size or raise --limit-train")
         schedule = LRSchedule(optimizer, config, len(train_loader))
+        if config.bn_sparsity:
+            from cnnzoo.compress.slimming import BNSparsityLoss
+
+            loss = BNSparsityLoss(loss or CrossEntropy(config.label_smoothing, config.aux_weight), model,
+                                  config.bn_sparsity)  # fmt: skip
         train_model = CompiledWithFallback(model, self.warn) if config.compile else model
         train_model = dist_utils.wrap_model(train_model, self.dist, self.device, config.sync_bn)
 
@@ -405,6 +416,9 @@ class _Setup:
             compiled = ", torch.compile" if config.compile else ""
             self.say(f"precision: {self.precision}{layout}{compiled}")
             self.say(f"run directory: {run}")
+            if config.epochs == 0 and not run.has_checkpoint():
+                # nothing to train: the weights as given are the run's, saved the way every checkpoint is
+                next(c for c in trainer.callbacks if isinstance(c, cb.Checkpoints)).save(trainer, "last")
             result = trainer.fit()
         except BaseException:
             if self.dist.is_main:

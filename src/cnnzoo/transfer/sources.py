@@ -112,9 +112,15 @@ def _from_run_dir(path: Path, spec: str) -> Source:
                    None)  # fmt: skip
     if weights is None:
         raise SourceError(f"{spec} is not a cnnzoo run directory: it has no best.safetensors or last.safetensors")
+    info = _run_info(path)
+    if info is not None and info.get("spec"):
+        from cnnzoo.modelspec import ModelSpec
+        from cnnzoo.quantization import refuse_quantized
+
+        # a quantized net's weights are shadow weights behind parametrizations: no plain architecture takes them
+        refuse_quantized(ModelSpec.from_dict(info["spec"]), "cnnzoo finetune")
     source = _from_file(weights, spec)
     source.kind = "run"
-    info = _run_info(path)
     if info is not None:
         _apply_run_info(source, info)
     return source
