@@ -74,7 +74,7 @@ def test_importing_the_package_and_registry_does_not_import_torch():
     code = (
         "import sys, cnnzoo, cnnzoo.registry, cnnzoo.cli, cnnzoo.errors, cnnzoo.model_index, cnnzoo.conv_arithmetic\n"
         "assert callable(cnnzoo.create_model) and callable(cnnzoo.summary) and callable(cnnzoo.register_model)\n"
-        "assert cnnzoo.list_models('lenet*', from_index=True) == ['lenet5']\n"
+        "assert cnnzoo.list_models('lenet5*', from_index=True) == ['lenet5', 'lenet5_caffe']\n"
         "assert cnnzoo.model_info('lenet5', from_index=True).input_size == (1, 32, 32)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
     )

@@ -207,7 +207,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
         options["num_classes"] = args.num_classes
     result = summary(model, input_size, depth=args.depth, **options)
     print(result.format(args.format))
+    int8 = _int8_file(args.model)
+    if int8 is not None and args.format == "table":
+        weights = sum(p.numel() * 4 for p in model.parameters())
+        print(f"int8: {int8} {int8.stat().st_size / 1e6:.2f} MB (fp32 weights {weights / 1e6:.2f} MB); "
+              "the table is the fp32 architecture's")  # fmt: skip
     return 0
+
+
+def _int8_file(text: str):
+    """The int8 ONNX file of an int8 run directory ``text``, else None."""
+    from pathlib import Path
+
+    from cnnzoo.rundir import read_record
+
+    folder = Path(text)
+    record = read_record(folder) if folder.is_dir() else None
+    int8 = (record or {}).get("int8")
+    return folder / int8.get("file", "model.int8.onnx") if isinstance(int8, dict) else None
 
 
 def cmd_shape(args: argparse.Namespace) -> int:

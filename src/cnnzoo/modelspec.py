@@ -30,6 +30,7 @@ TRANSFORM_MODULES = (
     "cnnzoo.compress.pruning",
     "cnnzoo.compress.deep_compression",
     "cnnzoo.quantization.transform",
+    "cnnzoo.quantization.int8_qat",
 )
 
 #: transform name -> function(model, **options) -> model

@@ -539,6 +539,9 @@ def deep_compress(
 
     source_dir = Path(source)
     src = load_run(source_dir, device="cpu")
+    from cnnzoo.quantization import refuse_quantized
+
+    refuse_quantized(src.model, "cnnzoo deep-compress")
     spec = spec_of(src.model)
     model_name = spec.name if spec else str(src.meta.get("model"))
     layers = prunable_layers(src.model)

@@ -545,6 +545,10 @@ def prune_run(source: str, ratio: float, method: str = "l1", *, global_pruning: 
         overrides["data"] = data
     # a folder that is not a run fails here, before any work
     run = load_run(source, device="cpu") if _is_run_dir(source) else None
+    if run is not None:
+        from cnnzoo.quantization import refuse_quantized
+
+        refuse_quantized(run.model, "cnnzoo prune")
     if run is not None and "data" not in overrides:  # the source run's data set by default
         overrides["data"] = run.config.data
         overrides.setdefault("data_dir", run.config.data_dir)

@@ -321,7 +321,7 @@ def _onnx_runner(model: nn.Module, images: torch.Tensor, threads: int, folder: s
     path = os.path.join(folder, "model.onnx")
     if not os.path.exists(path):  # exported once with a dynamic batch axis: every batch size runs it
         export_onnx(model.eval(), path, input_size=tuple(images.shape[1:]))
-    session = onnxruntime_session(path, threads, denormals_as_zero=True)  # as torch's (module docstring)
+    session = onnxruntime_session(path, threads, denormals_as_zero=True, spinning=False)  # as torch's (module docstring)
     feed = {session.get_inputs()[0].name: images.numpy()}
 
     def run():
@@ -378,6 +378,41 @@ def deploy_paths(model: nn.Module, images: torch.Tensor, folder: str,
     return runners, unavailable
 
 
+# ------------------------------------------------------------------------------------------
+# --int8: ONNX Runtime's int8 file against fp32 eager
+# ------------------------------------------------------------------------------------------
+
+#: the int8 runner's label
+INT8_LABEL = "int8 onnxruntime"
+
+
+def int8_model_for(model: nn.Module, images: torch.Tensor | None, input_size: tuple[int, int, int],
+                   folder: str) -> tuple[nn.Module, str]:  # fmt: skip
+    """``model`` quantized to int8 (:func:`cnnzoo.quantization.int8.quantize_onnx`), and how it was calibrated.
+
+    ``images`` are the calibration images (a run's training images); without them, 32 random
+    normal images (a bare model name has no data: the speed does not depend on the ranges).
+    """
+    from cnnzoo.quantization.int8 import Int8Model, quantize_onnx
+
+    if images is None:
+        images, how = random_batch(input_size, 32, seed=1), "random normal images"
+    else:
+        how = "training images"
+    path = os.path.join(folder, "model.int8.onnx")
+    quantize_onnx(model.eval(), images, path)
+    int8 = Int8Model(path, num_classes=int(getattr(model, "num_classes", 0)), in_chans=input_size[0])
+    return int8, f"ONNX Runtime QDQ, calibrated on {len(images)} {how}"
+
+
+def int8_runner(int8: nn.Module, images: torch.Tensor) -> Runner:
+    def run():
+        return int8(images)
+
+    run.tracks_memory = False  # ONNX Runtime's memory is not torch's tensors
+    return run
+
+
 def check_outputs(runners: dict[str, Runner], results: dict[str, Measurement]) -> None:
     """Each path's largest absolute difference from the eager outputs (a fast path must stay right)."""
     if "eager" not in runners or results["eager"].unavailable:
@@ -405,6 +440,7 @@ class BenchReport:
     weights: str | None = None  # --compare: how the two nets' weights relate
     reference: str | None = None  # --compare: the reference's label
     deploy: bool = False
+    int8: str | None = None  # --int8: what the int8 model is and how it was calibrated
 
     def rows_at(self, batch: int) -> list[Measurement]:
         return [m for m in self.measurements if m.batch_size == batch]
@@ -444,6 +480,10 @@ class BenchReport:
         (batch, label), value = max(ups.items(), key=lambda kv: kv[1])
         return batch, label, value
 
+    def int8_speedups(self) -> dict[int, float]:
+        """--int8: the int8 model's images/s over fp32 eager's, per batch size."""
+        return {batch: value for (batch, label), value in self.speedups().items() if label == INT8_LABEL}
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"model": self.model, "input_size": list(self.input_size), "mode": self.mode,
                                 "machine": self.machine, "denormals": self.denormals,
@@ -451,6 +491,8 @@ class BenchReport:
         if self.reference:
             data.update(reference=self.reference, weights=self.weights,
                         ratios={str(k): v for k, v in self.ratios().items()})
+        if self.int8:
+            data["int8"] = {"model": self.int8, "speedups": {str(b): v for b, v in self.int8_speedups().items()}}
         if self.deploy:
             data["speedups"] = {f"{b}:{label}": v for (b, label), v in self.speedups().items()}
             best = self.best()
@@ -459,11 +501,14 @@ class BenchReport:
 
     def format(self) -> str:
         size = "x".join(map(str, self.input_size))
-        lines = [describe_machine(self.machine), f"{self.model}, {size}, {self.mode}, fp32; {self.denormals}"]
+        precision = "fp32 and int8" if self.int8 else "fp32"
+        lines = [describe_machine(self.machine), f"{self.model}, {size}, {self.mode}, {precision}; {self.denormals}"]
         if self.weights:
             lines.append(f"{self.reference}: {self.weights}")
+        if self.int8:
+            lines.append(f"int8: {self.int8}")
         header = ["batch", "runner", "img/s", "latency median", "p90", "peak memory"]
-        if self.deploy:
+        if self.deploy or self.int8:
             header += ["vs eager", "max abs diff"]
         speedups = self.speedups()
         lines += ["", "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
@@ -473,13 +518,17 @@ class BenchReport:
             else:
                 cells = [str(m.batch_size), m.label, f"{m.images_per_second:.1f}", _ms(m.latency_median),
                          _ms(m.latency_p90), _mb(m.peak_memory)]  # fmt: skip
-                if self.deploy:
+                if self.deploy or self.int8:
                     cells += [f"{speedups.get((m.batch_size, m.label), 0):.2f}x",
                               "-" if m.max_abs_diff is None else f"{m.max_abs_diff:.1e}"]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for batch, ratio in self.ratios().items():
             lines.append(f"batch {batch}: cnnzoo / {self.reference} = {ratio:.2f}x")
+        if self.int8:
+            ups = self.int8_speedups()
+            lines.append("int8: " + (", ".join(f"{v:.1f}x at batch {b}" for b, v in ups.items()) if ups else
+                                     "no speed-up measured (the fp32 or the int8 runner did not run)"))  # fmt: skip
         if self.deploy:
             best = self.best()
             lines.append(f"deploy: {best[2]:.1f}x ({best[1]} at batch {best[0]})" if best else
@@ -522,15 +571,28 @@ def build_for_bench(model_or_name, options: dict[str, Any], in_chans: int) -> tu
 
 def bench(model_or_name, input_size: tuple[int, int, int], batch_sizes: list[int], *, options=None,
           train: bool = False, compare: str | None = None, deploy: bool = False, repeats: int = 10,
-          warmup: int = 2, threads: int | None = None, paths: tuple[str, ...] = DEPLOY_PATHS) -> BenchReport:  # fmt: skip
+          warmup: int = 2, threads: int | None = None, paths: tuple[str, ...] = DEPLOY_PATHS,
+          int8: bool = False, calibration: torch.Tensor | None = None) -> BenchReport:  # fmt: skip
     """Measure a model (a registered name with ``options``, or a built one) at each batch size.
 
     ``compare`` ("torchvision" or "timm") times the reference implementation interleaved with
     cnnzoo's; ``deploy`` times each inference path of ``paths`` (:data:`DEPLOY_PATHS`; not with
-    ``train``).
+    ``train``).  ``int8`` times the model quantized to int8 (ONNX Runtime, calibrated on
+    ``calibration`` or random images) interleaved with fp32 eager.  An int8 run's model
+    (:class:`~cnnzoo.quantization.int8.Int8Model`) is timed as it is, and with ``int8`` against
+    its fp32 architecture (freshly initialised: with denormals flushed the weights do not change the speed).
     """
+    from cnnzoo.quantization.int8 import Int8Model
     from cnnzoo.registry import model_info
 
+    given_int8 = model_or_name if isinstance(model_or_name, Int8Model) else None
+    if given_int8 is not None and (train or compare or deploy):
+        what = "--train" if train else "--compare" if compare else "--deploy"
+        raise ConfigError(f"{what} needs a torch model; {given_int8.path.parent} is an int8 run (an ONNX Runtime "
+                          "graph): bench it as it is, or with --int8 against fp32")  # fmt: skip
+    if int8 and (train or compare or deploy):
+        raise ConfigError("--int8 measures int8 inference against fp32 eager; it cannot be combined with "
+                          "--train, --compare or --deploy")  # fmt: skip
     if compare and deploy:
         raise ConfigError("--compare and --deploy are two measurements; give one of them")
     if deploy and train:
@@ -546,7 +608,11 @@ def bench(model_or_name, input_size: tuple[int, int, int], batch_sizes: list[int
         # an architecture the library lacks: one line, before building; the reference's layout
         # (timm's Inception v3 has no auxiliary head) is built unless the user chose otherwise
         options = {**reference(compare, model_or_name).our_options, **options}
-    model, name = build_for_bench(model_or_name, options, input_size[0])
+    if given_int8 is not None:
+        model = given_int8.fp32_architecture()
+        name = given_int8.int8["fp32_spec"]["name"]
+    else:
+        model, name = build_for_bench(model_or_name, options, input_size[0])
     model_info(name).check_input_size(*input_size[1:])
     mode = "training" if train else "inference"
     pair = compare_reference(model, name, compare, options if isinstance(model_or_name, str) else None) \
@@ -555,10 +621,19 @@ def bench(model_or_name, input_size: tuple[int, int, int], batch_sizes: list[int
     with flushed_denormals() as supported, tempfile.TemporaryDirectory(prefix="cnnzoo-bench-") as folder:
         denormals = ("denormals flushed to zero (torch.set_flush_denormal) for every runner" if supported else
                      "this CPU cannot flush denormals: a freshly initialised net may time slow")  # fmt: skip
+        int8_model, int8_text = given_int8, None
+        if given_int8 is not None:
+            int8_text = f"{given_int8.path} ({given_int8.int8.get('method', 'ptq')})"
+        elif int8:
+            int8_model, int8_text = int8_model_for(model, calibration, tuple(input_size), folder)
         for batch in batch_sizes:
             images = random_batch(input_size, batch)
             unavailable: dict[str, str] = {}
-            if deploy:
+            if given_int8 is not None and not int8:
+                runners = {INT8_LABEL: int8_runner(given_int8, images)}
+            elif int8_model is not None:
+                runners = {"eager": inference_runner(model, images), INT8_LABEL: int8_runner(int8_model, images)}
+            elif deploy:
                 runners, unavailable = deploy_paths(model, images, folder, paths)
             elif pair:
                 runners = {f"cnnzoo {name}": runner_for(pair.ours, images, train),
@@ -566,10 +641,11 @@ def bench(model_or_name, input_size: tuple[int, int, int], batch_sizes: list[int
             else:
                 runners = {f"cnnzoo {name}": runner_for(model, images, train)}
             results = measure_interleaved(runners, batch, repeats, warmup, unavailable)
-            if deploy:
+            if deploy or (int8 and given_int8 is None):  # an int8 run's fp32 baseline has other weights
                 check_outputs(runners, results)
+            if deploy:
                 results = {label: results[label] for label in DEPLOY_PATHS if label in results}
             measurements += results.values()
     return BenchReport(name, tuple(input_size), mode, machine(), denormals, measurements,
                        weights=pair.weights if pair else None, reference=pair.label if pair else None,
-                       deploy=deploy)  # fmt: skip
+                       deploy=deploy, int8=int8_text if int8 else None)  # fmt: skip

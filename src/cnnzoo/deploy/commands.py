@@ -5,6 +5,8 @@ This module imports no torch (``--help`` stays quick); the handlers import what 
 
 from __future__ import annotations
 
+from cnnzoo.errors import ConfigError
+
 
 def add_parsers(subparsers) -> None:
     _add_export(subparsers)
@@ -52,7 +54,10 @@ def cmd_export(args) -> int:
     if args.batch_size != 1 and not args.static_batch:
         raise ExportError("--batch-size fixes the batch of a --static-batch export; without it the batch is dynamic")
     out = new_file(args.out)  # before the model is built
-    model, default_size, options = model_or_run(args.model, args.model_options)
+    model, default_size, options = model_or_run(args.model, args.model_options, int8_model=True)
+    from cnnzoo.quantization.int8 import refuse_int8
+
+    refuse_int8(model, "cnnzoo export")
     input_size = parse_input_size(args.input) if args.input else default_size
     if isinstance(model, str):
         model_info(model).check_input_size(*input_size[1:])
@@ -102,6 +107,10 @@ def _add_bench(subparsers) -> None:
     p.add_argument("--paths", metavar="PATH[,PATH...]",
                    help="--deploy: only these paths besides eager (eager, channels_last, bn_folded, "
                    "bn_folded+channels_last, torch.compile, onnxruntime; default all)")
+    p.add_argument("--int8", action="store_true",
+                   help="also time the model quantized to int8 (ONNX Runtime; a run is calibrated on 32 of its "
+                   "training images, a model name on random images), interleaved with fp32 eager; ends with "
+                   "`int8: N.Nx`")  # fmt: skip
     p.add_argument("--input", help="input size CxHxW (default: the model's, or the run's)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per runner and batch size (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2; at least one is made: it counts the memory)")
@@ -119,10 +128,35 @@ def cmd_bench(args) -> int:
 
     batch_sizes = parse_batch_sizes(args.batch_size)  # before any model is built
     paths = parse_paths(args.paths)
-    model, default_size, options = model_or_run(args.model, args.model_options)
+    if args.int8 and (args.train or args.compare or args.deploy):
+        raise ConfigError("--int8 measures int8 inference against fp32 eager; it cannot be combined with "
+                          "--train, --compare or --deploy")  # fmt: skip
+    if args.int8:
+        from cnnzoo.quantization.int8 import require_engine
+
+        require_engine()  # before any model is built
+    model, default_size, options = model_or_run(args.model, args.model_options, int8_model=True)
     input_size = parse_input_size(args.input) if args.input else default_size
+    calibration = _run_calibration(args.model, input_size) if args.int8 else None
     report = bench(model, input_size, batch_sizes, options=options, train=args.train, compare=args.compare,
                    deploy=args.deploy, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
-                   paths=paths)
+                   paths=paths, int8=args.int8, calibration=calibration)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.format())
     return 0
+
+
+def _run_calibration(text: str, input_size):
+    """--int8 on an fp32 run: 32 of its training images at its input size; None for a model name, an
+    int8 run or another --input (then random images calibrate: the speed does not depend on the ranges)."""
+    from pathlib import Path
+
+    from cnnzoo.quantization.int8 import calibration_images
+    from cnnzoo.rundir import read_record
+    from cnnzoo.train.config import read_config
+
+    meta = read_record(Path(text)) if Path(text).is_dir() else None
+    if meta is None or isinstance(meta.get("int8"), dict):
+        return None
+    if (int(meta["in_chans"]), *map(int, meta["input_size"])) != tuple(input_size):
+        return None  # --input asks for another size than the run's images have
+    return calibration_images(read_config(Path(text) / "config.yaml"), meta, 32)

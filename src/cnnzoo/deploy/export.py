@@ -82,9 +82,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: tuple[int
     return path
 
 
-def onnxruntime_session(path: str | os.PathLike, threads: int | None = None, *, denormals_as_zero: bool = False):
+def onnxruntime_session(path: str | os.PathLike, threads: int | None = None, *, denormals_as_zero: bool = False,
+                        spinning: bool = True):  # fmt: skip
     """An ONNX Runtime CPU session for the file (``threads``: intra-op threads, default ORT's;
-    ``denormals_as_zero``: flush denormal floats, as ``cnnzoo bench`` does for torch)."""
+    ``denormals_as_zero``: flush denormal floats, as ``cnnzoo bench`` does for torch).
+
+    ``spinning=False`` stops ORT's worker threads from busy-waiting after each run: left on,
+    they take the cores from whatever runs next in the process (the eager baseline that
+    ``cnnzoo bench`` interleaves, the rest of an evaluation), which made the baseline look up
+    to 1.5x slower on the loaded 2-core machine.
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -92,6 +99,8 @@ def onnxruntime_session(path: str | os.PathLike, threads: int | None = None, *, 
         options.intra_op_num_threads = threads
     if denormals_as_zero:
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors (Fail, InvalidGraph, ...)

@@ -114,7 +114,11 @@ def is_quantized(model_or_spec) -> bool:
 
 
 def refuse_quantized(model_or_spec, what: str) -> None:
-    """A one-line ConfigError when ``what`` (a command) is given a quantized net."""
+    """A one-line ConfigError when ``what`` (a command) is given a quantized net (any scheme, int8 too)."""
+    if isinstance(model_or_spec, nn.Module):
+        from cnnzoo.quantization.int8 import refuse_int8
+
+        refuse_int8(model_or_spec, what)
     if is_quantized(model_or_spec):
         raise ConfigError(f"{what} takes a full-precision run; this one is quantized "
                           "(start from the run it was quantized from)")  # fmt: skip

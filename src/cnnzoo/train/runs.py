@@ -48,7 +48,9 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     The architecture comes from ``run.json``'s model record (builder, options, transforms such
     as a transfer run's new layer), the weights from checkpoint ``checkpoint``; ``best`` falls
     back to ``last`` when the run has no best checkpoint, and ``LoadedRun.checkpoint`` says
-    which was loaded.
+    which was loaded.  An int8 run (``cnnzoo quantize --scheme int8``) gives an
+    :class:`~cnnzoo.quantization.int8.Int8Model` that runs ``model.int8.onnx`` on the CPU
+    (``checkpoint`` is then ``"int8"``, whatever was asked).
     """
     from cnnzoo.train.engine import resolve_device
 
@@ -59,6 +61,10 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     if meta is None:
         raise CnnzooError(f"{run_dir / 'run.json'} not found: is {run_dir} a cnnzoo run directory?")
     config = read_config(run_dir / "config.yaml")
+    if isinstance(meta.get("int8"), dict):  # an int8 run: its model is an ONNX Runtime graph, not a checkpoint
+        from cnnzoo.quantization.int8 import load_int8_model
+
+        return LoadedRun(run_dir, load_int8_model(run_dir, meta), meta, config, torch.device("cpu"), "int8")
     tag = checkpoint
     if tag == "best" and not ckpt.paths(run_dir, "best")[0].exists():
         tag = "last"
@@ -70,11 +76,14 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     return LoadedRun(run_dir, model, meta, config, dev, tag)
 
 
-def model_or_run(text: str, options: list[str] | None = None):
+def model_or_run(text: str, options: list[str] | None = None, *, int8_model: bool = False):
     """A command's model argument: a registered name (with checked ``-o`` options) or a run directory.
 
     Returns ``(model, default_input_size, options)``: the name or the run's rebuilt model, the
-    input ``(C, H, W)`` to analyse it at, and the builder options for a name.
+    input ``(C, H, W)`` to analyse it at, and the builder options for a name.  For an int8 run
+    the model is its fp32 architecture (what ``summary`` and ``compare`` analyse: the layers,
+    parameters and multiply-adds are the same), or with ``int8_model`` the
+    :class:`~cnnzoo.quantization.int8.Int8Model` itself (what ``bench`` times).
     """
     from cnnzoo.modelspec import check_options, parse_option_pairs
     from cnnzoo.registry import model_info
@@ -83,7 +92,10 @@ def model_or_run(text: str, options: list[str] | None = None):
         if options:
             raise ConfigError(f"-o applies to a model name; {text} is a run directory, rebuilt as it was trained")
         run = load_run(text, device="cpu")
-        return run.model, (int(run.meta["in_chans"]), *map(int, run.meta["input_size"])), {}
+        model = run.model
+        if run.checkpoint == "int8" and not int8_model:
+            model = model.fp32_architecture()
+        return model, (int(run.meta["in_chans"]), *map(int, run.meta["input_size"])), {}
     info = model_info(text)
     return text, tuple(info.input_size), check_options(text, parse_option_pairs(options or []))
 

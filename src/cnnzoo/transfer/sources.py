@@ -110,9 +110,11 @@ def load_source(spec: str | Path) -> Source:
 def _from_run_dir(path: Path, spec: str) -> Source:
     weights = next((path / f"{tag}.safetensors" for tag in ("best", "last") if (path / f"{tag}.safetensors").is_file()),
                    None)  # fmt: skip
+    info = _run_info(path)
+    if info is not None and isinstance(info.get("int8"), dict):
+        raise SourceError(f"{spec} is an int8 run (an ONNX Runtime graph): fine-tune the run it was quantized from")
     if weights is None:
         raise SourceError(f"{spec} is not a cnnzoo run directory: it has no best.safetensors or last.safetensors")
-    info = _run_info(path)
     if info is not None and info.get("spec"):
         from cnnzoo.modelspec import ModelSpec
         from cnnzoo.quantization import refuse_quantized
