@@ -36,6 +36,9 @@ _WRN = "Zagoruyko & Komodakis 2016, Table 4"
 PAPER_FIGURES: dict[str, PaperFigures] = {
     "lenet5": PaperFigures("LeCun et al. 1998, Section II.B", params=60_000,
                            note="trainable parameters before the output layer"),
+    "lenet5_caffe": PaperFigures("Han et al. 2016, Table 2", params=431e3, note="weights, biases not counted"),
+    "lenet_300_100": PaperFigures("Han et al. 2016, Table 1", params=267e3,
+                                  note="weights, biases not counted (784x300 + 300x100 + 100x10 = 266.2K)"),
     "alexnet_paper": PaperFigures("Krizhevsky et al. 2012, Section 4", params=60e6, note="\"60 million parameters\""),
     "vgg11": PaperFigures(_VGG, params=133e6),
     "vgg11_lrn": PaperFigures(_VGG, params=133e6),

@@ -205,8 +205,9 @@ class GoogLeNet(AuxClassifierNet):
         """A fresh main classifier, and fresh auxiliary classifiers with the same width."""
         super().reset_classifier(num_classes)
         if self.aux_logits:
-            self.aux1.fc2 = linear_or_identity(1024, num_classes)
-            self.aux2.fc2 = linear_or_identity(1024, num_classes)
+            # the width the auxiliary layers have now (1024 as built; less once filters were pruned)
+            self.aux1.fc2 = linear_or_identity(self.aux1.fc1.out_features, num_classes)
+            self.aux2.fc2 = linear_or_identity(self.aux2.fc1.out_features, num_classes)
 
 
 _GOOGLENET = dict(family="inception", paper=GOOGLENET_PAPER, input_size=(3, 224, 224))

@@ -1,6 +1,6 @@
 """int8 that runs faster on the CPU: ONNX Runtime's static QDQ quantization of the exported net.
 
-Which path, by measurement (docs/int8.md, ``benchmarks/int8_speed.py``): torchao's int8
+Which path, by measurement (docs/low-precision.md, ``benchmarks/int8_speed.py``): torchao's int8
 configurations quantize ``nn.Linear`` only, so a CNN gains nothing from them; of the paths that
 quantize convolutions, ONNX Runtime's static QDQ quantization (already a dependency of
 ``cnnzoo export``), torchao's PT2E flow with the X86 Inductor quantizer, and OpenVINO running the
