@@ -344,7 +344,7 @@ def distill(
     from cnnzoo.modelspec import ModelSpec
     from cnnzoo.rundir import check_same_settings, default_path, read_record
     from cnnzoo.train.config import read_config, resolve, to_dict
-    from cnnzoo.train.engine import choose_input_size, fit, load_dataset
+    from cnnzoo.train.engine import choose_input_size, fit, load_config_data
 
     check_distill_settings(temperature, alpha)
     teachers = [teachers] if isinstance(teachers, (str, Path)) else list(teachers)
@@ -388,11 +388,7 @@ def distill(
                     setattr(config, key, kept[key])
 
     if bundle is None:
-        bundle = load_dataset(
-            config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
-            seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
-            skip_bad_images=config.skip_bad_images,
-        )  # fmt: skip
+        bundle = load_config_data(config)
     for run in runs:
         _check_teacher_fits(run, bundle)
 

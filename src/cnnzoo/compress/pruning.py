@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -561,10 +560,7 @@ def prune_run(source: str, ratio: float, method: str = "l1", *, global_pruning: 
         raise ConfigError("--resume needs --out DIR: the prune run to continue")
 
     with engine.torch_threads(config.threads):
-        bundle = engine.load_dataset(config.data, data_dir=config.data_dir, download=config.download,
-                                     val_fraction=config.val_fraction, seed=config.seed,
-                                     limit_train=config.limit_train, limit_val=config.limit_val,
-                                     skip_bad_images=config.skip_bad_images)  # fmt: skip
+        bundle = engine.load_config_data(config)
         origin = _load_source(source, run, options, bundle, config)
         out = Path(config.out) if config.out else default_path(origin.name, "prune", config.data)
         RunDir.open(out, "prune", resume=bool(config.resume))  # a bad --out fails before any work

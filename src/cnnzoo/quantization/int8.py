@@ -249,9 +249,8 @@ def calibration_images(config, meta: dict[str, Any], count: int, *, data: str | 
     if count < 1:
         raise ConfigError(f"--calibration must be >= 1 image, got {count}")
     name = data or config.data
-    bundle = engine.load_dataset(name, data_dir=data_dir or (None if data else config.data_dir),
-                                 download=config.download, val_fraction=config.val_fraction, seed=config.seed,
-                                 limit_train=None, limit_val=None, skip_bad_images=config.skip_bad_images)  # fmt: skip
+    bundle = engine.load_config_data(config, data=name, data_dir=data_dir or (None if data else config.data_dir),
+                                     limit_train=None, limit_val=None)  # fmt: skip
     if int(bundle.in_chans) != int(meta["in_chans"]):
         raise ConfigError(f"calibration data {name} has {bundle.in_chans}-channel images; the run's model takes "
                           f"{meta['in_chans']}")  # fmt: skip

@@ -133,6 +133,19 @@ def torch_threads(threads: int | None):
 # ------------------------------------------------------------------------------------------
 
 
+def load_config_data(config: TrainConfig, **changes):
+    """The data set a training configuration names, split and limited as it says; ``changes`` override its keys.
+
+    Every command that trains or tests from a configuration (train, finetune, prune, distill,
+    the int8 calibration) loads its data through this, so they all see the same splits.
+    """
+    keys = dict(data=config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
+                seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
+                skip_bad_images=config.skip_bad_images)  # fmt: skip
+    keys.update(changes)
+    return load_dataset(keys.pop("data"), **keys)
+
+
 def fit(
     model: str | nn.Module | ModelSpec,
     data: str | None = None,
@@ -292,11 +305,7 @@ class _Setup:
         config.amp, self.precision = resolve_amp(config.amp, self.device, self.warn)
         config.channels_last = resolve_channels_last(config.channels_last, self.device)
 
-        bundle = self.bundle if self.bundle is not None else load_dataset(
-            config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
-            seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
-            skip_bad_images=config.skip_bad_images,
-        )  # fmt: skip
+        bundle = self.bundle if self.bundle is not None else load_config_data(config)
         self.bundle = bundle
         self.classes = list(bundle.classes)
         data_size = tuple(bundle.image_size) if bundle.image_size else None

@@ -48,11 +48,10 @@ def finetune(
     loaded (a :class:`~cnnzoo.data.DataBundle`; ``data`` is then only its name in the run's
     records).
     """
-    from cnnzoo.data import load_dataset
     from cnnzoo.registry import model_info
     from cnnzoo.train.config import resolve
     from cnnzoo.rundir import default_path
-    from cnnzoo.train.engine import choose_input_size, fit
+    from cnnzoo.train.engine import choose_input_size, fit, load_config_data
     from cnnzoo.transfer.adapt import adapt_in_chans, head_needs_reset
     from cnnzoo.transfer.data import class_subset, parse_classes
     from cnnzoo.transfer.prepare import NewFC, check_mode, model_spec_after_transfer, prepare
@@ -81,11 +80,7 @@ def finetune(
     name = getattr(net, "model_name", None) or getattr(getattr(net, "base", None), "model_name", model)
 
     if bundle is None:
-        bundle = load_dataset(
-            config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
-            seed=config.seed, limit_train=config.limit_train, limit_val=config.limit_val,
-            skip_bad_images=config.skip_bad_images,
-        )  # fmt: skip
+        bundle = load_config_data(config)
     data_name = config.data
     if classes is not None:
         bundle = class_subset(bundle, parse_classes(classes, bundle.classes), per_class, val_per_class, config.seed)
