@@ -82,6 +82,10 @@ def test_quick_commands_never_import_torch(tmp_path):
         ("info", "vgg16"): lambda out: "paper:        Very Deep Convolutional Networks" in out
         and "sizes accepted: at least 32x32" in out
         and "num classes:  1000" in out,
+        ("info", "lenet5"): lambda out: "pretrained:   lenet5.fashion_mnist" in out,
+        ("list", "--pretrained"): lambda out: out.startswith("tag ") and "lenet5.fashion_mnist" in out
+        and "cnnzoo train lenet5 --data fashion-mnist" in out,
+        ("list", "lenet5", "--pretrained"): lambda out: "lenet5.fashion_mnist" in out and "fastnet" not in out,
         ("shape", "224", "conv:11/4/2"): lambda out: "conv 11x11/4 pad 2: floor((224 + 2*2 - 11) / 4) + 1 = 55" in out,
     }
     for args, check in cases.items():

@@ -103,6 +103,8 @@ def build_parser(*, command_modules: bool = True, experiments: bool = True) -> a
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'vgg*'")
     p.add_argument("--family", help="only this family")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the trained weights that ship with cnnzoo (tags such as lenet5.fashion_mnist) instead")  # fmt: skip
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="a model's paper, default input and size limits")
@@ -168,6 +170,16 @@ def _add_experiments(parser: argparse.ArgumentParser) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from cnnzoo.registry import list_models, model_info
 
+    if args.pretrained:  # the shipped weights' table (JSON: no torch)
+        import fnmatch
+
+        from cnnzoo.pretrained.__main__ import format_table
+        from cnnzoo.pretrained.table import read_table
+
+        pattern = args.pattern if args.pattern == "*" or "." in args.pattern else args.pattern + ".*"
+        print(format_table({tag: entry for tag, entry in read_table().items()
+                            if fnmatch.fnmatchcase(tag, pattern)}))  # fmt: skip
+        return 0
     for name in list_models(args.pattern, family=args.family, from_index=True):
         info = model_info(name, from_index=True)
         size = "x".join(map(str, info.input_size))
@@ -194,6 +206,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"input size:   {'x'.join(map(str, info.input_size))} (C x H x W); sizes accepted: {sizes}")
     print(f"num classes:  {info.num_classes}")
     print(f"ImageNet:     {info.reported.describe() if info.reported else 'no figure in its paper'}")
+    from cnnzoo.pretrained.table import list_pretrained
+
+    print(f"pretrained:   {', '.join(list_pretrained(info.name + '.*')) or 'none shipped'}")
     return 0
 
 

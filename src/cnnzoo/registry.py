@@ -193,18 +193,34 @@ def create_model(
     *,
     features_only: bool = False,
     out_indices=None,
+    pretrained: bool = False,
     **options,
 ) -> nn.Module:
-    """Build a registered model with freshly initialised weights.
+    """Build a registered model with freshly initialised weights, or with shipped trained ones.
 
     ``num_classes`` defaults to the paper's (0 builds the net without its classifier, so
     ``forward`` returns pooled features); ``in_chans`` to the default input's channels.
     ``features_only=True`` (timm's) returns the net cut after its stages: ``forward(x)`` gives the
     list of the feature maps of the stages in ``out_indices`` (default: all), and
     ``feature_info`` their channels and reductions (:mod:`cnnzoo.features`).
+
+    ``name.tag`` (``"lenet5.fashion_mnist"``, see ``list_pretrained()``) builds the architecture
+    those weights were trained as (its classes, channels and options); ``pretrained=True`` loads
+    them (a plain name takes its one shipped tag).  Another ``num_classes`` re-initialises the
+    head and another ``in_chans`` adapts the first convolution, as ``cnnzoo finetune`` does
+    (:mod:`cnnzoo.pretrained.load`).
     """
     if out_indices is not None and not features_only:
         raise ConfigError(f"{name}: out_indices is for features_only=True")
+    from cnnzoo.pretrained.table import split_tag  # torch-free
+
+    if pretrained is not False or split_tag(name)[1] is not None:
+        if not isinstance(pretrained, bool):
+            raise ConfigError(f"pretrained takes True or False, got {pretrained!r}")
+        from cnnzoo.pretrained.load import create_pretrained
+
+        return create_pretrained(name, num_classes, in_chans, pretrained=pretrained, features_only=features_only,
+                                 out_indices=out_indices, **options)  # fmt: skip
     info = model_info(name)
     num_classes = info.num_classes if num_classes is None else num_classes
     in_chans = info.input_size[0] if in_chans is None else in_chans

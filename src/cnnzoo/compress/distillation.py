@@ -274,8 +274,12 @@ def load_teacher(path, checkpoint: str = "best"):
     from cnnzoo.rundir import read_record
     from cnnzoo.train.runs import load_run
 
+    from cnnzoo.pretrained.table import looks_like_tag
+
     folder = Path(path)
     try:
+        if looks_like_tag(path):  # a shipped weight (lenet5.fashion_mnist): its record has every teacher key
+            return load_run(str(path), checkpoint, device="cpu")
         if not folder.is_dir():
             raise CnnzooError(f"{folder} is not a directory")
         meta = read_record(folder)

@@ -92,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _add_eval(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a trained run: top-1, top-5, per class, confusion")
-    p.add_argument("run_dir", help="run directory written by `cnnzoo train`")
+    p.add_argument("run_dir", help="run directory written by `cnnzoo train`, or a shipped weight's tag "
+                   "(e.g. lenet5.fashion_mnist; `cnnzoo list --pretrained`)")  # fmt: skip
     p.add_argument("--data", help="data set (default: the run's)")
     p.add_argument("--data-dir", help="where the data set's files are")
     p.add_argument("--split", choices=("test", "val"), default="test")
@@ -103,7 +104,7 @@ def _add_eval(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--confusion", metavar="PNG", help="write the confusion matrix here "
-                   "(default RUN_DIR/confusion-SPLIT.png)")  # fmt: skip
+                   "(default RUN_DIR/confusion-SPLIT.png; none for a shipped weight's tag)")  # fmt: skip
     p.set_defaults(func=cmd_eval)
 
 
@@ -126,7 +127,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _add_predict(subparsers) -> None:
     p = subparsers.add_parser("predict", help="classify images with a trained run; optional class activation map")
-    p.add_argument("run_dir", help="run directory written by `cnnzoo train`")
+    p.add_argument("run_dir", help="run directory written by `cnnzoo train`, or a shipped weight's tag "
+                   "(e.g. lenet5.fashion_mnist; `cnnzoo list --pretrained`)")  # fmt: skip
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")

@@ -30,8 +30,10 @@ class LoadedRun:
     meta: dict[str, Any]
     config: Any
     device: torch.device
-    #: the checkpoint whose weights were loaded ("best" or "last")
+    #: the checkpoint whose weights were loaded ("best" or "last"; "pretrained" for shipped weights)
     checkpoint: str = "best"
+    #: the pretrained tag (``lenet5.fashion_mnist``) when the weights are cnnzoo's shipped ones
+    tag: str | None = None
 
 
 def model_spec(record: dict[str, Any]) -> ModelSpec:
@@ -51,9 +53,19 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     which was loaded.  An int8 run (``cnnzoo quantize --scheme int8``) gives an
     :class:`~cnnzoo.quantization.int8.Int8Model` that runs ``model.int8.onnx`` on the CPU
     (``checkpoint`` is then ``"int8"``, whatever was asked).
+
+    ``run_dir`` may also be a pretrained tag (``"lenet5.fashion_mnist"``, see
+    ``cnnzoo.list_pretrained()``): the shipped weights, hash-checked, with the record of the run
+    that trained them (:func:`cnnzoo.pretrained.load.load_pretrained_run`; ``checkpoint`` is
+    then ``"pretrained"``).
     """
+    from cnnzoo.pretrained.table import looks_like_tag
     from cnnzoo.train.engine import resolve_device
 
+    if looks_like_tag(run_dir):
+        from cnnzoo.pretrained.load import load_pretrained_run
+
+        return load_pretrained_run(str(run_dir), device)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CnnzooError(f"run directory {run_dir} not found")
@@ -77,7 +89,8 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
 
 
 def model_or_run(text: str, options: list[str] | None = None, *, int8_model: bool = False):
-    """A command's model argument: a registered name (with checked ``-o`` options) or a run directory.
+    """A command's model argument: a registered name (with checked ``-o`` options), a run directory or a
+    pretrained tag (``lenet5.fashion_mnist``: the shipped trained model, like a run).
 
     Returns ``(model, default_input_size, options)``: the name or the run's rebuilt model, the
     input ``(C, H, W)`` to analyse it at, and the builder options for a name.  For an int8 run
@@ -86,11 +99,14 @@ def model_or_run(text: str, options: list[str] | None = None, *, int8_model: boo
     :class:`~cnnzoo.quantization.int8.Int8Model` itself (what ``bench`` times).
     """
     from cnnzoo.modelspec import check_options, parse_option_pairs
+    from cnnzoo.pretrained.table import looks_like_tag
     from cnnzoo.registry import model_info
 
-    if Path(text).is_dir() or os.sep in text:  # model names have no slash: a missing run is named as such
+    # model names have no slash (a missing run is named as such) and no dot (a tag is name.tag)
+    if Path(text).is_dir() or os.sep in text or looks_like_tag(text):
         if options:
-            raise ConfigError(f"-o applies to a model name; {text} is a run directory, rebuilt as it was trained")
+            what = "a pretrained tag" if looks_like_tag(text) else "a run directory"
+            raise ConfigError(f"-o applies to a model name; {text} is {what}, rebuilt as it was trained")
         run = load_run(text, device="cpu")
         model = run.model
         if run.checkpoint == "int8" and not int8_model:
@@ -153,19 +169,39 @@ def evaluate_run(
     """Top-1, top-5, per-class accuracy and the confusion matrix of a trained run.
 
     ``tta_flip`` defaults to what the run was trained and tested with, so that ``eval`` of a
-    finished run reports the number ``train`` printed.
+    finished run reports the number ``train`` printed.  ``run_dir`` may be a pretrained tag
+    (:func:`load_run`); its confusion matrix is drawn only where ``confusion_png`` says (the
+    package's folder is never written to).
     """
-    from cnnzoo.train import engine
-    from cnnzoo.train.plots import plot_confusion
+    from cnnzoo.pretrained.table import looks_like_tag
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    png = Path(confusion_png) if confusion_png else Path(run_dir) / f"confusion-{split}.png"
-    if Path(run_dir).is_dir():  # checked before the evaluation, not after it
+    tag = looks_like_tag(run_dir)
+    png = Path(confusion_png) if confusion_png else None if tag else Path(run_dir) / f"confusion-{split}.png"
+    if png is not None and (tag or Path(run_dir).is_dir()):  # checked before the evaluation, not after it
         writable_file(png, "confusion matrix image")
     run = load_run(run_dir, checkpoint, device)
+    return evaluate_loaded(run, data=data, data_dir=data_dir, split=split, tta_flip=tta_flip, limit=limit,
+                           batch_size=batch_size, confusion_png=png)  # fmt: skip
+
+
+def evaluate_loaded(
+    run: LoadedRun,
+    data: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    tta_flip: bool | None = None,
+    limit: int | None = None,
+    batch_size: int = 256,
+    confusion_png: Path | None = None,
+) -> EvalReport:
+    """:func:`evaluate_run` of a model already loaded (the pretrained ship tool evaluates its fp16 copy so)."""
+    from cnnzoo.train import engine
+    from cnnzoo.train.plots import plot_confusion
+
     config, meta = run.config, run.meta
     if tta_flip is None:
         tta_flip = bool(config.tta_flip)
@@ -196,11 +232,12 @@ def evaluate_run(
         run.model.to(memory_format=torch.channels_last)
     meter = engine.evaluate(run.model, loader, run.device, meta["num_classes"], tta_flip=tta_flip, confusion=True,
                             amp=amp, channels_last=channels_last)  # fmt: skip
-    plot_confusion(meter.confusion, list(bundle.classes), png,
-                   title=f"{meta['model']} on {bundle.name}, {split} split")  # fmt: skip
+    if confusion_png is not None:
+        plot_confusion(meter.confusion, list(bundle.classes), confusion_png,
+                       title=f"{meta['model']} on {bundle.name}, {split} split")  # fmt: skip
     return EvalReport(split=split, data=bundle.name, checkpoint=run.checkpoint, count=meter.count, loss=meter.loss,
                       top1=meter.top1_acc, top5=meter.topk_acc, classes=list(bundle.classes),
-                      per_class=meter.per_class_accuracy(), confusion=meter.confusion, confusion_png=png,
+                      per_class=meter.per_class_accuracy(), confusion=meter.confusion, confusion_png=confusion_png,
                       tta_flip=tta_flip)  # fmt: skip
 
 
@@ -237,9 +274,10 @@ def predict_run(run_dir, images, topk: int = 5, checkpoint: str = "best", cam_pa
     """Top-k class names with probabilities for each image, optionally with its activation map."""
     from cnnzoo.data import BatchTransform
     from cnnzoo.data.pipeline import resolve_augment
+    from cnnzoo.pretrained.table import looks_like_tag
     from cnnzoo.train.cam import class_activation_map, save_overlay
 
-    if cam_path and Path(run_dir).is_dir():  # checked before any work
+    if cam_path and (Path(run_dir).is_dir() or looks_like_tag(run_dir)):  # checked before any work
         writable_file(cam_path, "--cam image")
     run = load_run(run_dir, checkpoint, device)
     meta = run.meta

@@ -157,7 +157,8 @@ def add_parsers(subparsers) -> None:
         "torchvision:<Weights>.<NAME> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), timm:<model>, "
         "or a .safetensors/.pth state dict (give --model). Every `cnnzoo train` flag works.",
     )
-    p.add_argument("--from", dest="source", required=True, metavar="SOURCE", help="where the weights come from")
+    p.add_argument("--from", dest="source", required=True, metavar="SOURCE", help="where the weights come from: a run directory, a shipped weight's tag "
+                   "(lenet5.fashion_mnist), a .safetensors/.pth file, torchvision:<Weights>.<NAME> or timm:<model>")
     p.add_argument("--mode", default="all", help="all, last or new-fc (default all)")
     p.add_argument("--last-k", type=int, default=1, help="--mode last: how many layers below the head train "
                    "(a ResNet stage, a VGG conv stage or FC layer, an Inception module, ...; default 1)")  # fmt: skip

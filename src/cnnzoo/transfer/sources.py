@@ -17,6 +17,9 @@
     ``timm.create_model(name, pretrained=True)`` (downloaded, or from the Hugging Face cache
     offline); Inception v3/v4, Inception-ResNet-v2, ``legacy_xception`` (cnnzoo's
     ``xception``), and the ResNet, ResNeXt, Wide ResNet and DenseNet names that cnnzoo shares;
+``NAME.TAG``
+    weights that ship with cnnzoo (``lenet5.fashion_mnist``; see ``cnnzoo.list_pretrained()``):
+    hash-checked, with the architecture, classes and normalisation of the run that trained them;
 ``FILE.safetensors``, ``FILE.pth``/``.pt``
     a state dict (``torch.load(..., weights_only=True)``: no pickled code runs; a
     ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and DDP's ``module.`` prefix are
@@ -63,7 +66,7 @@ class Source:
     """Pretrained weights and what is known about them."""
 
     spec: str
-    kind: str  # "run", "torchvision", "timm" or "file"
+    kind: str  # "run", "pretrained", "torchvision", "timm" or "file"
     state_dict: dict[str, Tensor]
     model_name: str | None = None
     model_kwargs: dict = field(default_factory=dict)
@@ -101,10 +104,29 @@ def load_source(spec: str | Path) -> Source:
             source.kind = "run"
             _apply_run_info(source, run_info)
         return source
+    from cnnzoo.pretrained.table import looks_like_tag
+
+    if looks_like_tag(text):
+        return _from_pretrained(text)
     raise SourceError(
         f"weight source {text!r} not found: give a cnnzoo run directory, a .safetensors/.pth file, "
-        "torchvision:<Weights>.<NAME> or timm:<model>"
+        "a pretrained tag (cnnzoo.list_pretrained()), torchvision:<Weights>.<NAME> or timm:<model>"
     )
+
+
+def _from_pretrained(tag: str) -> Source:
+    """Shipped weights: the entry's architecture and options, classes and normalisation."""
+    from cnnzoo.pretrained.load import pretrained_state_dict
+    from cnnzoo.pretrained.table import pretrained_entry
+
+    entry = pretrained_entry(tag)
+    spec, run = entry["spec"], entry["run"]
+    if spec.get("transforms"):  # the source's architecture is built from its name and options only
+        names = ", ".join(t["name"] for t in spec["transforms"])
+        raise SourceError(f"{tag} was changed after building ({names}): cnnzoo finetune cannot rebuild it")
+    return Source(tag, "pretrained", pretrained_state_dict(entry), model_name=spec["name"],
+                  model_kwargs=dict(spec.get("options") or {}), classes=list(run["classes"]),
+                  mean=list(run["mean"]), std=list(run["std"]))  # fmt: skip
 
 
 def _from_run_dir(path: Path, spec: str) -> Source:
