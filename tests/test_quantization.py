@@ -125,7 +125,7 @@ def test_twn_threshold_is_seven_tenths_of_the_mean_magnitude_and_alpha_the_mean_
     assert q.TernaryTWN.apply(w).tolist() == pytest.approx([a, 0, a, -a, 0, 0])
 
 
-def test_ttq_scales_get_the_summed_gradients_and_the_latent_weights_scaled_ones():
+def test_ttq_scales_get_their_sets_mean_gradient_and_the_latent_weights_scaled_ones():
     w = torch.tensor([1.0, -2.0, 0.05, 0.5, -0.08], requires_grad=True)  # delta = 0.05 * 2 = 0.1
     wp = torch.tensor([0.7], requires_grad=True)
     wn = torch.tensor([1.3], requires_grad=True)
@@ -133,8 +133,8 @@ def test_ttq_scales_get_the_summed_gradients_and_the_latent_weights_scaled_ones(
     assert out.tolist() == pytest.approx([0.7, -1.3, 0.0, 0.7, 0.0])
     g = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
     out.backward(g)
-    assert float(wp.grad) == pytest.approx(1.0 + 4.0)
-    assert float(wn.grad) == pytest.approx(-2.0)  # the value is -W_n
+    assert float(wp.grad) == pytest.approx((1.0 + 4.0) / 2)  # the mean over I_p (the paper sums: docstring)
+    assert float(wn.grad) == pytest.approx(-2.0 / 1)  # the value is -W_n
     assert w.grad.tolist() == pytest.approx([0.7 * 1, 1.3 * 2, 3.0, 0.7 * 4, 5.0])
 
 

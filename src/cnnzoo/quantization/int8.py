@@ -309,22 +309,35 @@ def int8_command(args: argparse.Namespace) -> int:
                           "post-training quantization only calibrates")  # fmt: skip
     out = overrides.get("out") or str(default_path(source.meta["model"], "int8", source.config.data))
     run = RunDir.open(out, KIND)  # checked before the work
+    same, diff = write_int8_run(run, source, images, record, threads=overrides.get("threads"))
+    _report(run.path, source, same, diff, len(images))
+    return 0
+
+
+def write_int8_run(run, source, images: torch.Tensor, record: dict[str, Any], *,
+                   threads: int | None = None) -> tuple[float, float]:  # fmt: skip
+    """Post-training quantization of the loaded run ``source`` into the opened run directory ``run``.
+
+    Calibrated on ``images``; ``run.json`` gets the source's record and ``int8`` (``record``
+    and what :func:`quantize_onnx` made), ``config.yaml`` is the source's, and
+    ``model.int8.onnx`` is written last, so a run that has its file is complete.  Returns the
+    top-1 agreement with fp32 on ``images`` and the largest logit difference.
+    """
     from cnnzoo.train.engine import torch_threads
 
-    with torch_threads(overrides.get("threads")), tempfile.TemporaryDirectory(prefix="cnnzoo-int8-") as folder:
+    with torch_threads(threads), tempfile.TemporaryDirectory(prefix="cnnzoo-int8-") as folder:
         made = quantize_onnx(source.model, images, Path(folder) / INT8_FILE)
         int8 = Int8Model(Path(folder) / INT8_FILE, num_classes=source.meta["num_classes"],
                          in_chans=source.meta["in_chans"])  # fmt: skip
         same, diff = agreement(source.model, int8, images)
         run.start(_int8_meta(source.meta, {**record, **made}))
         try:
-            run.write_bytes("config.yaml", (Path(args.source) / "config.yaml").read_bytes())
+            run.write_bytes("config.yaml", (Path(source.run_dir) / "config.yaml").read_bytes())
             run.write_bytes(INT8_FILE, (Path(folder) / INT8_FILE).read_bytes())
         except BaseException:
             run.abandon()
             raise
-    _report(run.path, source, same, diff, len(images))
-    return 0
+    return same, diff
 
 
 def _int8_meta(source_meta: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:

@@ -246,10 +246,21 @@ def quantize_options(args: argparse.Namespace, scheme: str) -> dict[str, Any]:
             "keep_first_last": bool(getattr(args, "keep_first_last", True))}  # fmt: skip
 
 
+def quantized_from_run(source, options: dict[str, Any], what: str):
+    """The loaded run ``source``'s net quantized with ``options``, its spec recording the transform.
+
+    Returns the model (ready to fine-tune) and the ``quantize`` record its run's ``run.json``
+    keeps; ``what`` names the command in the error for a net that is already quantized.
+    """
+    refuse_quantized(source.model, what)
+    spec = spec_of(source.model)
+    model = quantize_model(source.model, **options)
+    model.model_spec = spec.then("quantize", **options)
+    return model, {"quantize": {"source": str(source.run_dir), **model.quantization}}
+
+
 def quantize_command(args: argparse.Namespace) -> int:
     """``cnnzoo quantize RUN --scheme S``: quantize a trained run, fine-tune it, write the packed weights."""
-    from pathlib import Path
-
     from cnnzoo.rundir import default_path
     from cnnzoo.train.commands import train_overrides
     from cnnzoo.train.engine import fit
@@ -260,10 +271,7 @@ def quantize_command(args: argparse.Namespace) -> int:
     if overrides.get("model_kwargs"):
         raise ConfigError("-o applies to a model name; the run's net is rebuilt as it was trained")
     source = load_run(args.source, device="cpu")
-    refuse_quantized(source.model, "cnnzoo quantize")
-    spec = spec_of(source.model)
-    model = quantize_model(source.model, **options)
-    model.model_spec = spec.then("quantize", **options)
+    model, record = quantized_from_run(source, options, "cnnzoo quantize")
 
     config, meta = source.config, source.meta
     given_data = overrides.pop("data", None)
@@ -273,7 +281,6 @@ def quantize_command(args: argparse.Namespace) -> int:
     overrides.setdefault("input_size", list(meta["input_size"]))
     if not overrides.get("out") and not overrides.get("resume"):
         overrides["out"] = str(default_path(meta["model"], args.scheme, data))
-    record = {"quantize": {"source": str(Path(args.source)), **model.quantization}}
     result = fit(model, data, kind="quantize", record=record, callbacks=training_callbacks(args.scheme), **overrides)
     finish_quantized_run(result)
     return result.exit_code
