@@ -229,8 +229,10 @@ def test_missing_cpu_provider(trained, tmp_path, capsys, monkeypatch):
     import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider"])
-    _one_line_error(capsys, ["quantize", str(trained), "--scheme", "int8", "--out", str(tmp_path / "q")],
-                    "which this build lacks (it has CUDAExecutionProvider)", trained)  # fmt: skip
+    err = _one_line_error(capsys, ["quantize", str(trained), "--scheme", "int8", "--out", str(tmp_path / "q")],
+                          "which this build lacks (it has CUDAExecutionProvider)", trained)  # fmt: skip
+    assert "CPU provider" in err
+    assert not (tmp_path / "q").exists()  # refused before the run directory was made
 
 
 @pytest.mark.parametrize("argv, piece", [

@@ -271,7 +271,8 @@ def test_unknown_tags_in_the_api():
 
 
 def test_options_with_a_tag_are_refused(capsys):
-    _one_line_error(cli.main(["summary", TAG, "-o", "drop_rate=0.1"]), capsys, "is a pretrained tag")
+    line = _one_line_error(cli.main(["summary", TAG, "-o", "drop_rate=0.1"]), capsys, "is a pretrained tag")
+    assert line.startswith("cnnzoo: error: -o applies to a model name") and TAG in line
 
 
 @pytest.fixture

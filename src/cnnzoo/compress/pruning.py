@@ -469,12 +469,6 @@ class _Source:
     input_size: tuple[int, int]
 
 
-def _is_run_dir(source: str) -> bool:
-    import os
-
-    return Path(source).is_dir() or os.sep in str(source)  # model names have no slash
-
-
 def _load_source(source: str, run, options: dict[str, Any], bundle, config) -> _Source:
     """The model to prune: a run's (``run``, loaded) or registered model ``source`` built for the data."""
     from cnnzoo.modelspec import ModelSpec, check_options
@@ -533,7 +527,7 @@ def prune_run(source: str, ratio: float, method: str = "l1", *, global_pruning: 
     from cnnzoo.rundir import RunDir, default_path
     from cnnzoo.train import engine
     from cnnzoo.train.config import resolve
-    from cnnzoo.train.runs import load_run
+    from cnnzoo.train.runs import load_run, names_a_run
 
     printer = log or (lambda text: print(text, flush=True))
     say = printer if verbose else (lambda text: None)
@@ -543,7 +537,7 @@ def prune_run(source: str, ratio: float, method: str = "l1", *, global_pruning: 
     if data is not None:
         overrides["data"] = data
     # a folder that is not a run fails here, before any work
-    run = load_run(source, device="cpu") if _is_run_dir(source) else None
+    run = load_run(source, device="cpu") if names_a_run(str(source)) else None
     if run is not None:
         from cnnzoo.quantization import refuse_quantized
 

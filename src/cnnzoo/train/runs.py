@@ -88,6 +88,17 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     return LoadedRun(run_dir, model, meta, config, dev, tag)
 
 
+def names_a_run(text: str) -> bool:
+    """Whether a command's MODEL|RUN argument is a run directory or a pretrained tag, not a model name.
+
+    Model names have no slash (so a missing run directory is named as such) and no dot (a tag
+    is ``name.tag``).
+    """
+    from cnnzoo.pretrained.table import looks_like_tag
+
+    return Path(text).is_dir() or os.sep in text or looks_like_tag(text)
+
+
 def model_or_run(text: str, options: list[str] | None = None, *, int8_model: bool = False):
     """A command's model argument: a registered name (with checked ``-o`` options), a run directory or a
     pretrained tag (``lenet5.fashion_mnist``: the shipped trained model, like a run).
@@ -102,8 +113,7 @@ def model_or_run(text: str, options: list[str] | None = None, *, int8_model: boo
     from cnnzoo.pretrained.table import looks_like_tag
     from cnnzoo.registry import model_info
 
-    # model names have no slash (a missing run is named as such) and no dot (a tag is name.tag)
-    if Path(text).is_dir() or os.sep in text or looks_like_tag(text):
+    if names_a_run(text):
         if options:
             what = "a pretrained tag" if looks_like_tag(text) else "a run directory"
             raise ConfigError(f"-o applies to a model name; {text} is {what}, rebuilt as it was trained")
