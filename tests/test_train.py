@@ -449,3 +449,23 @@ def test_fit_takes_a_model_spec_and_load_run_replays_its_transforms(tmp_path):
     assert run.model(x).shape == (2, 4)
     with pytest.raises(ConfigError, match="in the ModelSpec"):
         fit(spec, data=SYN, epochs=1, out=str(tmp_path / "other"), model_kwargs={"x": 1}, **QUICK)
+
+
+def test_train_a_run_directory_trains_its_recorded_architecture_again(tmp_path, capsys):
+    """`cnnzoo train RUN` rebuilds RUN's spec (options and transforms) with new weights; -o is refused."""
+    from cnnzoo.train.runs import load_run
+
+    source = tmp_path / "source"
+    assert cli.main(["train", "lenet5", "-o", "sparse_c3=false", "--data", SYN, "--epochs", "1", "--max-steps", "1",
+                     "--out", str(source), "--no-progress"]) == 0  # fmt: skip
+    again = tmp_path / "again"
+    assert cli.main(["train", str(source), "--data", SYN, "--epochs", "1", "--max-steps", "1", "--seed", "7",
+                     "--out", str(again), "--no-progress"]) == 0  # fmt: skip
+    first, second = load_run(source, device="cpu"), load_run(again, device="cpu")
+    assert second.meta["spec"] == first.meta["spec"] and second.meta["spec"]["options"] == {"sparse_c3": False}
+    assert second.meta["architecture_from"] == str(source)
+    assert not torch.equal(first.model.state_dict()["features.0.weight"], second.model.state_dict()["features.0.weight"])
+    capsys.readouterr()
+    assert cli.main(["train", str(source), "-o", "sparse_c3=true", "--data", SYN, "--out", str(tmp_path / "x")]) == 2
+    assert "-o applies to a model name" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

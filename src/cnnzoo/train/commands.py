@@ -33,7 +33,9 @@ def _add_train(subparsers) -> None:
         "configuration is saved in the run directory. Under `torchrun --nproc_per_node N -m cnnzoo "
         "train ...` the run is data-parallel (DDP) and --batch-size is the global batch.",
     )
-    p.add_argument("model", help="registered model name (see `cnnzoo list`)")
+    p.add_argument("model", help="registered model name (see `cnnzoo list`), or a run directory, a search "
+                   "directory (`cnnzoo search`: its best architecture) or a pretrained tag whose architecture is "
+                   "trained again from new weights")  # fmt: skip
     add_model_option_flag(p)
     _add_quantize_flags(p)
     add_training_flags(p)
@@ -65,21 +67,30 @@ def train_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cnnzoo.modelspec import ModelSpec
     from cnnzoo.train.engine import fit
+    from cnnzoo.train.runs import names_a_run, run_architecture
 
     overrides = train_overrides(args)
+    model, record = args.model, {}
+    if names_a_run(args.model):  # the architecture a run (or a search) recorded, trained from new weights
+        if overrides.get("model_kwargs"):
+            raise ConfigError(f"-o applies to a model name; {args.model} is rebuilt as it was recorded")
+        model = run_architecture(args.model)
+        record["architecture_from"] = str(args.model)
     scheme = getattr(args, "quantize", None)
     if not scheme:
         if getattr(args, "binary_activations", False) or not getattr(args, "keep_first_last", True):
             raise ConfigError("--binary-activations and --no-keep-first-last go with --quantize SCHEME")
-        return fit(args.model, recipe=args.recipe, **overrides).exit_code
+        return fit(model, recipe=args.recipe, record=record, **overrides).exit_code
 
-    from cnnzoo.modelspec import ModelSpec
     from cnnzoo.quantization.transform import finish_quantized_run, quantize_options, training_callbacks
 
     options = quantize_options(args, scheme)  # an unknown scheme fails before any work
-    spec = ModelSpec(args.model, overrides.pop("model_kwargs", None) or {}).then("quantize", **options)
-    result = fit(spec, recipe=args.recipe, record={"quantize": {**options}},
+    if not isinstance(model, ModelSpec):
+        model = ModelSpec(args.model, overrides.pop("model_kwargs", None) or {})
+    spec = model.then("quantize", **options)
+    result = fit(spec, recipe=args.recipe, record={**record, "quantize": {**options}},
                  callbacks=training_callbacks(scheme), **overrides)  # fmt: skip
     finish_quantized_run(result)
     return result.exit_code

@@ -66,7 +66,7 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
         from cnnzoo.pretrained.load import load_pretrained_run
 
         return load_pretrained_run(str(run_dir), device)
-    run_dir = Path(run_dir)
+    run_dir = best_trial_of_search(Path(run_dir))
     if not run_dir.is_dir():
         raise CnnzooError(f"run directory {run_dir} not found")
     meta = read_record(run_dir)
@@ -86,6 +86,32 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto") -> LoadedR
     dev = resolve_device(device)
     model.to(dev).eval()
     return LoadedRun(run_dir, model, meta, config, dev, tag)
+
+
+def best_trial_of_search(path: Path) -> Path:
+    """``path`` itself, or for a search directory (``cnnzoo search``) its best trial's run directory.
+
+    A search directory stands for its best architecture, so ``load_run``, ``eval``, ``summary``
+    and ``train`` take it as they take a run.
+    """
+    if not (path / "search.json").is_file() or (path / "run.json").is_file():
+        return path
+    from cnnzoo.search.runner import best_run_dir
+
+    best = best_run_dir(path)
+    if best is None:
+        raise CnnzooError(f"the search in {path} has no finished trial yet")
+    return best
+
+
+def run_architecture(text: str) -> ModelSpec:
+    """The model record of a run directory, a search directory or a pretrained tag: what ``cnnzoo train RUN``
+    trains again from new weights (the data set decides the classes and channels)."""
+    run = load_run(text, device="cpu")
+    spec = model_spec(run.meta)
+    if run.checkpoint == "int8":
+        raise ConfigError(f"{text} is an int8 run: train its fp32 source run instead")
+    return spec
 
 
 def names_a_run(text: str) -> bool:
