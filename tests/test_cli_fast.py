@@ -98,9 +98,9 @@ def test_quick_commands_never_import_torch(tmp_path):
 
 
 def test_info_of_an_unknown_model_is_one_line_exit_2_without_torch(tmp_path):
-    result, report = probe(tmp_path, "info", "nosuchmodel")
+    result, report = probe(tmp_path, "info", "qqqzzzxx")
     assert result.returncode == 2
-    assert result.stderr == "cnnzoo: error: unknown model 'nosuchmodel'; see `cnnzoo list`\n"
+    assert result.stderr == "cnnzoo: error: unknown model 'qqqzzzxx'; see `cnnzoo list`\n"
     assert result.stdout == ""
     assert_no_torch(report)
     result, report = probe(tmp_path, "info", "resnet5O")

@@ -29,6 +29,7 @@ FAMILIES = [
     ("fcn32s_vgg16", {}, 32),
     ("lenet5", {}, 32),
     ("mobilenet_v1_025", {}, 32),
+    ("nas_child", {}, 28),
     ("nin_cifar", {}, 32),
     ("resnet20", {}, 32),
     ("preact_resnet18", {}, 32),

@@ -21,7 +21,7 @@ from zoo_helpers import randomise
 # one net per family: the smallest, so the per-family tests stay quick
 ONE_PER_FAMILY = [
     "alexnet", "googlenet", "inception_v3", "cnn3", "densenet_bc_100_12", "densenet121", "fastnet",
-    "fcn32s_vgg16", "lenet5", "mobilenet_v1_025", "nin", "nin_cifar", "resnet20", "resnet18", "preact_resnet18",
+    "fcn32s_vgg16", "lenet5", "mobilenet_v1_025", "nas_child", "nin", "nin_cifar", "resnet20", "resnet18", "preact_resnet18",
     "wrn16_8", "resnext29_8x64d", "shufflenet_v1_g3", "squeezenet1_1", "vgg11_bn", "xception", "zfnet", "zfnet_spp",
 ]  # fmt: skip
 

@@ -44,7 +44,7 @@ ALL_MODELS = cnnzoo.list_models()
 REPRESENTATIVES = [
     "alexnet", "alexnet_paper", "bn_inception", "cnn3", "densenet121", "densenet_bc_100_12", "fastnet",
     "fcn32s_vgg16", "googlenet", "googlenet_bn", "inception_resnet_v1", "inception_resnet_v2",
-    "inception_v3", "inception_v4", "lenet5", "lenet5_caffe", "lenet_300_100", "mobilenet_v1", "nin", "nin_cifar", "plain20",
+    "inception_v3", "inception_v4", "lenet5", "lenet5_caffe", "lenet_300_100", "mobilenet_v1", "nas_child", "nin", "nin_cifar", "plain20",
     "preact_resnet164", "preact_resnet18", "preact_resnet50", "resnet18", "resnet20", "resnet50",
     "resnext29_16x64d", "shufflenet_v1_g1", "shufflenet_v1_g2", "squeezenet1_0", "vgg11", "vgg11_bn",
     "vgg11_lrn", "wrn16_8", "xception", "zfnet", "zfnet_spp",

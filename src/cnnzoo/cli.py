@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "cnnzoo.compress.commands",
     "cnnzoo.quantization.commands",
     "cnnzoo.atlas.commands",
+    "cnnzoo.search.commands",
 )
 
 #: the commands this module defines whose parsers need no imports (``experiment`` is the other)

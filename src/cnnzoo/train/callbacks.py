@@ -260,9 +260,10 @@ class FinalTest(Callback):
         meter = trainer.evaluate(loader, confusion=True)
         if split == "test":
             result.test_top1, result.test_top5 = meter.top1_acc, meter.topk_acc
-        from cnnzoo.train.plots import plot_confusion
+        if trainer.config.plots:
+            from cnnzoo.train.plots import plot_confusion
 
-        plot_confusion(meter.confusion, self.classes, run / "confusion.png", title=f"{self.title}, {split} split")
+            plot_confusion(meter.confusion, self.classes, run / "confusion.png", title=f"{self.title}, {split} split")
         run.write_json("results.json", {
             "split": split, "best_epoch": trainer.best_epoch, "best_val_top1": trainer.best_val_top1,
             "top1": meter.top1_acc, "top5": meter.topk_acc, "loss": meter.loss, "tta_flip": trainer.config.tta_flip,

@@ -138,6 +138,8 @@ class TrainConfig:
     sync_bn: bool = _key(False, "SyncBatchNorm across processes (distributed, CUDA)", group="execution")
     tensorboard: bool = _key(False, "also write TensorBoard event files to RUN_DIR/tensorboard", group="output")
     progress: bool = _key(True, "progress bar on a terminal (one line per epoch otherwise)", group="output")
+    plots: bool = _key(True, "draw RUN_DIR/curves.png and confusion.png (most of a tiny run's time: a search's "
+                       "children skip them)", group="output")  # fmt: skip
 
     # run directory and checkpoints
     out: str | None = _key(None, "run directory (default runs/MODEL-DATA-TIMESTAMP)", group="output", metavar="DIR")
@@ -148,7 +150,7 @@ class TrainConfig:
 
 #: keys that may change between an interrupted run and its ``--resume``
 RESUME_FREE_KEYS = frozenset(
-    {"out", "resume", "stop_after_epochs", "tensorboard", "progress", "device", "data_dir", "download", "threads"}
+    {"out", "resume", "stop_after_epochs", "tensorboard", "progress", "plots", "device", "data_dir", "download", "threads"}
 )
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}

@@ -369,7 +369,8 @@ class _Setup:
         if config.stop_after_epochs:
             callbacks.append(cb.StopAfterEpochs(config.stop_after_epochs, self.say))
         callbacks += extra_callbacks
-        callbacks += [cb.Plots(title), cb.FinalTest(test_loader, self.classes, title, self.say)]
+        callbacks += [cb.Plots(title)] if config.plots else []
+        callbacks += [cb.FinalTest(test_loader, self.classes, title, self.say)]
         return Trainer(model=model, train_model=train_model, optimizer=optimizer, schedule=schedule,
                        train_loader=train_loader, val_loader=val_loader, config=config, device=self.device,
                        num_classes=len(self.classes), loss=loss, callbacks=callbacks, dist=self.dist,
