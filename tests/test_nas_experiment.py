@@ -221,5 +221,8 @@ def test_the_verdict_follows_the_numbers():
     assert "89.00% vs 82.50% (+6.50 points, within the seeds' spread: the min-max ranges overlap)" in line
     behind = [search("random", 0, [0.95, 0.95]), search("random", 1, [0.91, 0.92])]
     assert "(random beats RL at this budget)" in verdict(rl + behind)
+    late_better = [search("random", 0, [0.70, 0.95, 0.95, 0.95]), search("random", 1, [0.70, 0.96, 0.96, 0.96])]
+    line = verdict([search("rl", 0, [0.99, 0.5, 0.5, 0.5]), search("rl", 1, [0.98, 0.5, 0.5, 0.5]), *late_better])
+    assert "(mixed: RL found the best child, but random sampled better children late at this budget)" in line
     assert "one seed, no spread to judge it by" in verdict(rl[:1] + random[:1])
     assert verdict(rl).startswith("only rl searched: nothing to compare")

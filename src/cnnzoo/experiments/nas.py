@@ -424,10 +424,15 @@ def verdict(searches: Sequence[SearchSummary]) -> str:
     rl, random = grouped["rl"], grouped["random"]
     rl_best, random_best = [s.best_val_top1 for s in rl], [s.best_val_top1 for s in random]
     best = compare("best validation top-1", rl_best, random_best)
-    late = compare("mean reward of the last quarter of trials", [s.last_quarter_reward for s in rl],
-                   [s.last_quarter_reward for s in random])  # fmt: skip
-    ahead = ahead_beyond_spread(rl_best, random_best)
+    rl_late, random_late = [s.last_quarter_reward for s in rl], [s.last_quarter_reward for s in random]
+    late = compare("mean reward of the last quarter of trials", rl_late, random_late)
+    ahead, late_ahead = ahead_beyond_spread(rl_best, random_best), ahead_beyond_spread(rl_late, random_late)
     outcome = {"rl": "RL beats random", "random": "random beats RL", None: "no clear winner"}[ahead]
+    if ahead is not None and late_ahead not in (None, ahead):
+        # the best child says one thing, the late rewards (what the controller learned to sample) the
+        # opposite: the better best-of-N is then luck of the draw, not learning
+        outcome = (f"mixed: {'RL' if ahead == 'rl' else 'random'} found the best child, but "
+                   f"{'random' if ahead == 'rl' else 'RL'} sampled better children late")  # fmt: skip
     seeds = f"{len(rl)} vs {len(random)} seeds" if len(rl) != len(random) else f"{len(rl)} seed{'s' * (len(rl) != 1)}"
     return f"RL against random over {seeds} ({outcome} at this budget): {best}; {late}"
 
