@@ -125,6 +125,26 @@ def test_best_architecture_rebuilds_through_load_run(rl_search):
     assert (counted.total_params, counted.total_macs) == (int(row["params"]), int(row["macs"]))
 
 
+def test_a_search_directory_stands_for_its_best_architecture(rl_search, tmp_path, capsys):
+    """load_run(DIR), `cnnzoo summary DIR` and `cnnzoo train DIR` take the search directory itself."""
+    from cnnzoo import cli as cnnzoo_cli
+    from cnnzoo.train.runs import load_run
+
+    out, result, _ = rl_search
+    run = load_run(out, device="cpu")
+    assert run.run_dir == out / result.best["run_dir"]
+    assert run.model.model_spec.options["arch"] == result.best["architecture"]
+    capsys.readouterr()
+    assert cnnzoo_cli.main(["summary", str(out)]) == 0
+    assert f"{result.best['params']:,}" in capsys.readouterr().out
+    again = tmp_path / "again"
+    assert cnnzoo_cli.main(["train", str(out), "--data", DATA, "--epochs", "1", "--max-steps", "1", "--threads", "1",
+                            "--out", str(again), "--no-progress"]) == 0  # fmt: skip
+    retrained = load_run(again, device="cpu")
+    assert retrained.meta["spec"]["options"] == {"arch": result.best["architecture"]}
+    assert retrained.meta["architecture_from"] == str(out)
+
+
 def test_random_search_finishes(tmp_path):
     out = tmp_path / "random"
     result = run_search(out, controller="random", trials=6, workers=0, log=lambda text: None, **SETTINGS)
