@@ -563,9 +563,9 @@ class _Search:
 
 def plot_rewards(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
     """``reward.png``: each trial's reward (validation top-1) against its number, and the running best."""
-    from cnnzoo.train.plots import _pyplot, _save
+    from cnnzoo.train.plots import pyplot_agg, save_png
 
-    plt = _pyplot()
+    plt = pyplot_agg()
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] != "ok"]
@@ -583,5 +583,5 @@ def plot_rewards(rows: list[dict[str, Any]], path: Path, title: str = "") -> Non
     ax.grid(alpha=0.3)
     if ok or failed:
         ax.legend()
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)

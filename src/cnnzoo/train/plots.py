@@ -12,7 +12,8 @@ from cnnzoo.train.checkpoint import atomic_write_bytes
 from cnnzoo.train.metrics import read_metrics_csv
 
 
-def _pyplot():
+def pyplot_agg():
+    """matplotlib.pyplot on the Agg backend (no display needed); imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -21,7 +22,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
+    """``fig`` as a PNG at ``path``, written atomically (a kill leaves the old file or the new one)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(Path(path), buffer.getvalue())
@@ -39,7 +41,7 @@ def _series(rows: list[dict[str, float]], key: str) -> tuple[list[float], list[f
 
 def plot_curves(rows: list[dict[str, float]], path: Path, title: str = "") -> None:
     """Loss and top-1 accuracy of the training and validation sets against the epoch."""
-    plt = _pyplot()
+    plt = pyplot_agg()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label, style in (("train_loss", "train", "-"), ("val_loss", "validation", "--")):
         xs, ys = _series(rows, key)
@@ -56,13 +58,13 @@ def plot_curves(rows: list[dict[str, float]], path: Path, title: str = "") -> No
         ax.legend()
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
 def plot_confusion(matrix, classes: Sequence[str], path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
-    plt = _pyplot()
+    plt = pyplot_agg()
     counts = matrix.double()
     totals = counts.sum(dim=1, keepdim=True).clamp_min(1)
     normalised = (counts / totals).numpy()
@@ -82,7 +84,7 @@ def plot_confusion(matrix, classes: Sequence[str], path: Path, title: str = "") 
                         ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center",
                                 color="white" if value > 0.5 else "black", fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (% of true class)")
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -103,7 +105,7 @@ def overlay_runs(run_dirs: Sequence[Path], path: Path, metrics: Sequence[str] = 
     for metric in metrics:
         if known and metric not in known:
             raise CnnzooError(f"unknown metric {metric!r}; metrics.csv has {', '.join(sorted(known))}")
-    plt = _pyplot()
+    plt = pyplot_agg()
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         scale = 100 if metric.endswith(("top1", "top5")) else 1
@@ -114,6 +116,6 @@ def overlay_runs(run_dirs: Sequence[Path], path: Path, metrics: Sequence[str] = 
         ax.set(xlabel="epoch", ylabel=metric + unit, title=metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)
