@@ -196,7 +196,7 @@ class RunDir:
             if record["kind"] != kind:
                 raise OutputDirError(f"{target} holds a {record['kind']} run; choose another --out")
             raise OutputDirError(f"{target} already holds a run: pass --resume to continue it, or choose another --out")
-        _check_creatable(target)
+        check_creatable(target)
         return cls(target, kind)
 
     # -- state ----------------------------------------------------------------------------
@@ -252,19 +252,28 @@ class RunDir:
         return self.write_bytes(name, text.encode())
 
     def write_json(self, name: str, value: Any) -> Path:
-        return self.write_text(name, json.dumps(value, indent=2) + "\n")
+        return self.write_text(name, json_text(value))
 
     def read_json(self, name: str) -> Any:
-        file = self.path / name
-        try:
-            return json.loads(file.read_text())
-        except FileNotFoundError:
-            raise OutputDirError(f"{file} not found: is {self.path} a cnnzoo run directory?") from None
-        except (OSError, ValueError) as exc:
-            raise OutputDirError(f"cannot read {file}: {' '.join(str(exc).split())}") from None
+        return read_json_file(self.path / name, f"is {self.path} a cnnzoo run directory?")
 
 
-def _check_creatable(target: Path) -> None:
+def json_text(value: Any) -> str:
+    """``value`` as the JSON every cnnzoo record file holds (indented, a final newline)."""
+    return json.dumps(value, indent=2) + "\n"
+
+
+def read_json_file(file: Path, hint: str = "") -> Any:
+    """The JSON in ``file``; a missing or unreadable file is a one-line :class:`OutputDirError` (``hint`` added)."""
+    try:
+        return json.loads(Path(file).read_text())
+    except FileNotFoundError:
+        raise OutputDirError(f"{file} not found{': ' + hint if hint else ''}") from None
+    except (OSError, ValueError) as exc:
+        raise OutputDirError(f"cannot read {file}: {' '.join(str(exc).split())}") from None
+
+
+def check_creatable(target: Path) -> None:
     """The folder ``target`` can be made (or written) here; checked before any work."""
     folder = target
     while not folder.exists():

@@ -56,7 +56,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnnzoo.errors import CnnzooError, ConfigError
-from cnnzoo.rundir import OutputDirError, atomic_write_bytes, check_same_settings
+from cnnzoo.rundir import (OutputDirError, atomic_write_bytes, check_creatable, check_same_settings, json_text,
+                           read_json_file)
 from cnnzoo.search.trial import CHILD_MODEL, TrialJob, child_spec, run_trial, search_data
 
 FORMAT = "cnnzoo-search-1"
@@ -208,7 +209,7 @@ def best_run_dir(path) -> Path | None:
     if not file.is_file():
         raise CnnzooError(f"the search in {folder} has no successful trial yet (no {BEST_FILE}); "
                           f"continue it with cnnzoo search --out {folder} --resume")  # fmt: skip
-    best = _read_json(file)
+    best = read_json_file(file)
     return folder / best["run_dir"]
 
 
@@ -264,34 +265,21 @@ def _check_new_folder(folder: Path) -> None:
             raise OutputDirError(f"{folder} already holds a search: pass --resume to continue it, or choose another "
                                  "--out")  # fmt: skip
         raise OutputDirError(f"{folder} already exists and is not empty; choose another --out (nothing was written)")
-    parent = folder
-    while not parent.exists() and parent.parent != parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputDirError(f"cannot write to search directory {folder}: {parent} is not a directory")
-
-
-def _read_json(file: Path) -> Any:
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError:
-        raise OutputDirError(f"{file} not found") from None
-    except (OSError, ValueError) as exc:
-        raise OutputDirError(f"cannot read {file}: {' '.join(str(exc).split())}") from None
+    check_creatable(folder)
 
 
 def _read_search(folder: Path) -> dict[str, Any]:
     if not (folder / SEARCH_FILE).is_file():
         what = "does not exist" if not folder.exists() else f"holds no search ({SEARCH_FILE})"
         raise OutputDirError(f"--resume: {folder} {what}")
-    saved = _read_json(folder / SEARCH_FILE)
+    saved = read_json_file(folder / SEARCH_FILE)
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or not isinstance(saved.get("settings"), dict):
         raise OutputDirError(f"{folder / SEARCH_FILE} is not a cnnzoo search record")
     return saved
 
 
 def _write_json(file: Path, value: Any) -> None:
-    atomic_write_bytes(file, (json.dumps(value, indent=2) + "\n").encode())
+    atomic_write_bytes(file, json_text(value).encode())
 
 
 # ------------------------------------------------------------------------------------------
@@ -374,7 +362,7 @@ class _Search:
             atomic_write_bytes(self.folder / CONTROLLER_FILE, save(contiguous, metadata=metadata))
 
     def _load_state(self) -> None:
-        state = _read_json(self.folder / STATE_FILE)
+        state = read_json_file(self.folder / STATE_FILE)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise OutputDirError(f"{self.folder / STATE_FILE} is not a cnnzoo search state")
         self.state = state
