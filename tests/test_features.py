@@ -1,8 +1,9 @@
 """Feature extraction, timm's way: ``create_model(name, features_only=True, out_indices=...)``.
 
-One net per family (the cheapest to build and run) shows that the stages' maps have the
-channels ``feature_info`` gives and shrink by its reductions, that each map is its module's
-output as the full net computes it, and that the last one is ``forward_features``'s.  timm's
+Every model's stages have the channels ``feature_info`` gives and shrink by its reductions, each
+map is its module's output as the full net computes it, and the last one is
+``forward_features``'s: a few nets here, through ``create_model``; every registered model in
+tests/test_toolchain.py, which builds each net once for all its checks.  timm's
 ``features_only`` nets give the same maps for the architectures both zoos have (shared random
 weights and BN statistics, as in tests/test_timm_equivalence.py).
 """
@@ -18,17 +19,9 @@ from cnnzoo.models.base import ClassifierNet
 from test_contract import _test_side
 from zoo_helpers import randomise
 
-# one net per family: the smallest, so the per-family tests stay quick
-ONE_PER_FAMILY = [
-    "alexnet", "googlenet", "inception_v3", "cnn3", "densenet_bc_100_12", "densenet121", "fastnet",
-    "fcn32s_vgg16", "lenet5", "mobilenet_v1_025", "nas_child", "nin", "nin_cifar", "resnet20", "resnet18", "preact_resnet18",
-    "wrn16_8", "resnext29_8x64d", "shufflenet_v1_g3", "squeezenet1_1", "vgg11_bn", "xception", "zfnet", "zfnet_spp",
-]  # fmt: skip
-
-
-def test_one_net_of_every_family_is_tested():
-    families = {cnnzoo.model_info(name).family for name in cnnzoo.list_models()}
-    assert families == {cnnzoo.model_info(name).family for name in ONE_PER_FAMILY}
+# through create_model(..., features_only=True): nets whose forward differs between training and
+# eval (auxiliary heads) or whose stages are not plain children (FCN's skips, a searched child)
+THROUGH_CREATE_MODEL = ["googlenet", "inception_v3", "fcn32s_vgg16", "nas_child", "resnet20", "lenet_300_100"]
 
 
 def _input(name: str, batch: int = 1) -> torch.Tensor:
@@ -56,16 +49,17 @@ def _module_outputs(model: torch.nn.Module, paths: list[str], x: torch.Tensor) -
     return [outputs[path] for path in paths], features
 
 
-@pytest.mark.parametrize("name", ONE_PER_FAMILY)
-def test_stages_match_feature_info_and_the_full_net(name):
-    model = randomise(cnnzoo.create_model(name)).eval()
-    extractor = cnnzoo.create_model(name, features_only=True).eval()
-    extractor.load_state_dict(model.state_dict(), strict=False)  # the same parameter names
+# multilayer perceptrons: their one "stage" is the image itself
+WITHOUT_CONVOLUTIONS = {"lenet_300_100"}
+
+
+def assert_stages_match_feature_info_and_the_full_net(name: str, model, extractor, x: torch.Tensor) -> None:
+    """``extractor`` (``model`` cut after its stages, with ``model``'s weights) returns maps with
+    ``feature_info``'s channels and reductions, each exactly its module's output in ``model``."""
     info = extractor.feature_info
-    x = _input(name)
     with torch.no_grad():
         maps = extractor(x)
-    assert isinstance(maps, list) and len(maps) == len(info) >= 3
+    assert isinstance(maps, list) and len(maps) == len(info) >= (1 if name in WITHOUT_CONVOLUTIONS else 3)
     assert [m.shape[1] for m in maps] == info.channels()
     reductions = info.reduction()
     assert reductions == sorted(set(reductions)) and all(r & (r - 1) == 0 for r in reductions)
@@ -82,6 +76,16 @@ def test_stages_match_feature_info_and_the_full_net(name):
         torch.testing.assert_close(actual, wanted, rtol=0, atol=0, msg=lambda m: f"{name} stage {stage}: {m}")
     last = features.pool5 if name.startswith("fcn") else features  # FCN's features: its skips' maps
     torch.testing.assert_close(maps[-1], last, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", THROUGH_CREATE_MODEL)
+def test_stages_match_feature_info_and_the_full_net(name):
+    """Through ``create_model(name, features_only=True)``; every registered model gets the same
+    check in tests/test_toolchain.py, on the net it traces and exports."""
+    model = randomise(cnnzoo.create_model(name)).eval()
+    extractor = cnnzoo.create_model(name, features_only=True).eval()
+    extractor.load_state_dict(model.state_dict(), strict=False)  # the same parameter names
+    assert_stages_match_feature_info_and_the_full_net(name, model, extractor, _input(name))
 
 
 @pytest.mark.parametrize("name", ["resnet50", "densenet121"])

@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnzoo.deploy import fold_bn
 from cnnzoo.layers.batchnorm import BatchNorm2dFromEquations
-from cnnzoo.registry import create_model, list_models, model_info
+from cnnzoo.registry import create_model, model_info
 from zoo_helpers import randomise
 
 BATCH_NORMS = (nn.modules.batchnorm._BatchNorm, BatchNorm2dFromEquations)
@@ -50,22 +50,12 @@ def assert_same_outputs(expected: torch.Tensor, actual: torch.Tensor) -> None:
     assert float((actual - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
 
 
-# 1202 layers of random BN scales and statistics overflow float32 (as in test_toolchain.py): this
-# one keeps its own initialisation (each residual branch's last BN at zero scale, the rest default)
-KEEPS_ITS_INIT = {"resnet1202"}
-
-
-@pytest.mark.parametrize("name", list_models())
-def test_fold_is_exact_on_every_model(name):
-    model = create_model(name)
-    if name not in KEEPS_ITS_INIT:
-        randomise_all_norms(model)
-    model.eval()
-    x = small_input(name)
-    with torch.no_grad():
-        expected = model(x)
+def assert_folds_exactly(model: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> None:
+    """``fold_bn`` in place (no second copy of the big nets) gives ``expected``, the eval-mode
+    output of ``model`` on ``x``, to 1e-5 relative; every folded BN and every dropout is gone.
+    tests/test_toolchain.py runs it on every registered model, on the build it traces and exports."""
     before = count_batch_norms(model)
-    folded, report = fold_bn(model, inplace=True)  # in place: no second copy of the big nets
+    folded, report = fold_bn(model, inplace=True)
     with torch.no_grad():
         actual = folded(x)
     assert_same_outputs(expected, actual)

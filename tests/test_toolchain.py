@@ -4,15 +4,22 @@ Each net is freshly built with random weights and BN statistics, in eval mode, o
 input (``tests/test_contract.py``'s ``_test_side``); finite eager outputs and the head/feature
 split are test_contract's, here only agreement with eager is checked.
 
-* ``torch.fx.symbolic_trace``: every registered model (cheap: fx records the forward once).
-* ``torch.export.export``, torchvision's ``create_feature_extractor`` (its own fx tracer, train and
-  eval graphs) and ``torch.compile(fullgraph=True)``: one model for every distinct body of code.
-  Models built from the same model class and the same layer classes (resnet20 .. resnet1202,
-  vgg11 .. vgg19, densenet121 .. densenet264) run the same Python code and differ only in how
-  many blocks there are and how wide they are, which these tracers do not branch on; dynamo and
-  export cost seconds per hundred layers (resnet1202 alone took minutes), so each such group is
-  represented by its smallest net.  ``test_representatives_cover_every_model`` derives the groups
-  from the registry and fails when a model brings code that no representative runs.
+* Every registered model, on one build (building and randomising the big nets costs more than
+  most checks): ``torch.fx.symbolic_trace``, ``torch.export.export``, feature extraction
+  (``cnnzoo.features.features_only``: each stage's map is its module's output in the full net,
+  with ``feature_info``'s channels and reductions; tests/test_features.py's check) and, last since
+  it changes the net in place, ``cnnzoo.deploy.fold_bn`` (tests/test_fold_bn.py's check).  The
+  representatives here, every other model in tests/test_toolchain_every_model.py.
+  ResNet-1202 and PreAct-ResNet-1001 cost about 35 s each, most of it in export.
+* torchvision's ``create_feature_extractor`` (its own fx tracer, train and eval graphs) and
+  ``torch.compile(fullgraph=True)``: one model for every distinct body of code.  Models built
+  from the same model class and the same layer classes (resnet20 .. resnet1202, vgg11 .. vgg19,
+  densenet121 .. densenet264) run the same Python code and differ only in how many blocks there
+  are and how wide they are, which these tracers do not branch on; both cost about a minute on
+  resnet1202 alone (torchvision's tracer names nodes in quadratic time; dynamo traces every
+  layer), so each such group is represented by its smallest net.
+  ``test_representatives_cover_every_model`` derives the groups from the registry and fails when
+  a model brings code that no representative runs.
 * ``torch.compile`` uses ``backend="eager"`` per representative: dynamo captures the whole forward
   without a graph break (``fullgraph=True``) and runs the captured graph.  What ``aot_eager`` adds,
   functionalisation and decomposition to ATen by AOT autograd, is the tracing ``torch.export``
@@ -22,8 +29,9 @@ split are test_contract's, here only agreement with eager is checked.
   shuffle, residual additions, concatenation), in one test so that its start-up is paid once:
   about 60 s of CPU with an empty inductor cache, a few seconds with a warm one (marked slow).
 
-Measured (Intel Xeon, 2 cores, load average about 1, ``OMP_NUM_THREADS=1 pytest -n 2`` on this
-file and tests/test_features.py): 2 min 23 s wall, 4 min 47 s CPU with a warm inductor cache.
+Measured (Intel Xeon, 2 cores, ``OMP_NUM_THREADS=1 pytest -n 2`` on this file and
+tests/test_toolchain_every_model.py, a background training at nice 19 taking the idle time): about
+4 min of one core each, with a warm inductor cache.
 ``resnet1202`` keeps its own initialisation: random BN scales over 1202 layers overflow float32.
 """
 
@@ -35,8 +43,11 @@ import torch.fx
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 import cnnzoo
+from cnnzoo.features import features_only
 from test_contract import _test_side
-from zoo_helpers import build_on_meta, randomise
+from test_features import assert_stages_match_feature_info_and_the_full_net
+from test_fold_bn import assert_folds_exactly, randomise_all_norms
+from zoo_helpers import build_on_meta
 
 ALL_MODELS = cnnzoo.list_models()
 
@@ -71,7 +82,7 @@ def _model_and_input(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Te
     info = cnnzoo.model_info(name)
     model = cnnzoo.create_model(name).eval()
     if name not in KEEPS_ITS_INIT:
-        randomise(model)
+        randomise_all_norms(model)  # zoo_helpers.randomise, and the 1-d and paper-equation BNs
     h, w = _test_side(info)
     x = torch.randn(2, info.input_size[0], h, w, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -93,28 +104,26 @@ def test_representatives_cover_every_model():
     assert smallest == sorted(REPRESENTATIVES), "a model brings code no representative runs"
 
 
-def _assert_fx_trace_gives(model, x, expected) -> None:
+def _assert_fx_export_features_and_fold_give(name, model, x, expected) -> None:
     traced = torch.fx.symbolic_trace(model)
     with torch.no_grad():
-        torch.testing.assert_close(traced(x), expected, **SAME_CALLS)
-
-
-@pytest.mark.parametrize("name", [name for name in ALL_MODELS if name not in REPRESENTATIVES])
-def test_fx_symbolic_trace_gives_eager_outputs(name):
-    """Every model that is no representative (those get the same check below, on one build)."""
-    _assert_fx_trace_gives(*_model_and_input(name))
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOWEST else name for name in REPRESENTATIVES]
-)
-def test_fx_export_extractor_and_compile_give_eager_outputs(name):
-    model, x, expected = _model_and_input(name)
-    _assert_fx_trace_gives(model, x, expected)
-    with torch.no_grad():
+        torch.testing.assert_close(traced(x), expected, **SAME_CALLS, msg=lambda m: f"{name}, torch.fx: {m}")
         exported = torch.export.export(model, (x,)).module()
         torch.testing.assert_close(exported(x), expected, **SAME_CALLS, msg=lambda m: f"{name}, torch.export: {m}")
+    extractor = features_only(model, input_side=cnnzoo.model_info(name).input_size[1]).eval()
+    assert_stages_match_feature_info_and_the_full_net(name, model, extractor, x)
+    del extractor, exported, traced  # they share the modules fold_bn is about to change
+    assert_folds_exactly(model, x, expected)
 
+
+def _slow_if_in(names: set[str], models: list[str]) -> list:
+    return [pytest.param(name, marks=pytest.mark.slow) if name in names else name for name in models]
+
+
+@pytest.mark.parametrize("name", _slow_if_in(SLOWEST, REPRESENTATIVES))
+def test_fx_export_features_extractor_compile_and_fold_give_eager_outputs(name):
+    model, x, expected = _model_and_input(name)
+    with torch.no_grad():
         output_node = get_graph_node_names(model)[1][-1]  # the eval graph's last node: the logits
         extractor = create_feature_extractor(model, return_nodes=[output_node], suppress_diff_warning=True).eval()
         torch.testing.assert_close(extractor(x)[output_node], expected, **SAME_CALLS,
@@ -123,6 +132,9 @@ def test_fx_export_extractor_and_compile_give_eager_outputs(name):
         torch._dynamo.reset()
         compiled = torch.compile(model, fullgraph=True, backend="eager")
         torch.testing.assert_close(compiled(x), expected, **SAME_CALLS, msg=lambda m: f"{name}, torch.compile: {m}")
+        torch._dynamo.reset()
+        del compiled, extractor
+    _assert_fx_export_features_and_fold_give(name, model, x, expected)  # folds in place: last
 
 
 @pytest.mark.slow

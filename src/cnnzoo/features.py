@@ -10,7 +10,10 @@ implementation here
    device, at two input sizes (the stride is the input's growth over the output's, which valid
    convolutions and ceil-mode pools, whose sizes are off by a few pixels, do not change), and
 2. takes the last module at each stride as that stage's end, and
-3. cuts the net after the last stage asked for with torchvision's ``create_feature_extractor``.
+3. cuts the net after the last stage asked for: torch.fx traces the net once in training mode
+   and once in eval mode (forwards may branch on ``self.training``: auxiliary heads, dropout), each
+   graph returns the last node recorded inside each chosen module, and torchvision's
+   ``DualGraphModule`` switches between the two graphs with ``train()``/``eval()``.
 
 Why torch.fx: the extracted module runs exactly the net's own forward code up to the chosen
 nodes (the rest, classifier included, is removed as dead code), keeps the net's parameter names
@@ -18,6 +21,12 @@ nodes (the rest, classifier included, is removed as dead code), keeps the net's 
 that ``torch.export`` and ``torch.compile`` take.  Forward hooks would run the whole net and
 could not stop after the last stage; truncating each family's forward by hand would be one copy
 per family.
+
+Why not torchvision's ``create_feature_extractor``, which does the same cut: its tracer names
+each new node by matching it against the name of every node recorded before it, which is
+quadratic in the graph's length (ResNet-1202, 4,213 nodes: 19.5 s on a Xeon core, against
+2.3 s here; ``benchmarks/features_build.py``, docs/results.md).  fx's own tracer already records, on every node, the stack of
+modules being called (``node.meta["nn_module_stack"]``), which is all the cut needs.
 
 ``feature_info`` follows timm's API (``channels()``, ``reduction()``, ``module_name()``,
 ``get_dicts()``, and ``feature_info[i]``, a dict with ``num_chs``, ``reduction``, ``module``);
@@ -160,12 +169,36 @@ def _checked_indices(out_indices: Sequence[int], count: int, name: str) -> list[
     return resolved
 
 
-def _return_list(graph: fx.Graph, count: int) -> None:
-    """Make the extractor's output the list of maps in ``out_indices`` order (timm's), not a dict."""
+def _last_node_of_each_module(graph: fx.Graph) -> dict[str, fx.Node]:
+    """For each module path, the last node recorded while that module (or one inside it) was
+    being called: the module's output, as torchvision's extractor also takes it."""
+    last: dict[str, fx.Node] = {}
+    for node in graph.nodes:
+        for path, _module_type in node.meta.get("nn_module_stack", {}).values():
+            last[path] = node
+        if node.op == "call_module":  # a leaf module: its own call is its output
+            last[node.target] = node
+    return last
+
+
+def _graph_returning(model: nn.Module, modules: list[str], training: bool) -> fx.Graph:
+    """``model`` traced in training or eval mode, returning the list of ``modules``' outputs."""
+    model.train(training)
+    graph = fx.Tracer().trace(model)
+    last = _last_node_of_each_module(graph)
+    missing = [path for path in modules if path not in last]
+    if missing:  # a declaration that names a module the forward never calls: the model's mistake
+        raise RuntimeError(f"{type(model).__name__}: the traced forward never calls {', '.join(missing)}")
     output = next(node for node in graph.nodes if node.op == "output")
-    by_key = output.args[0]
-    output.args = ([by_key[str(i)] for i in range(count)],)
+    output.args = ([last[path] for path in modules],)
+    # everything after the last chosen stage, the classifier included; dead-code elimination
+    # asks the graph's owner whether each called module is pure (the net itself: a GraphModule
+    # built only for that would generate and compile the whole graph's code once more)
+    graph.owning_module = model
+    graph.eliminate_dead_code()
+    graph.owning_module = None
     graph.lint()
+    return graph
 
 
 def features_only(
@@ -177,19 +210,22 @@ def features_only(
     strides are measured at twice and four times it).  The result has ``feature_info`` (channels,
     reduction and module of each map) and the net's parameter names.
     """
-    from torchvision.models.feature_extraction import create_feature_extractor
+    from torchvision.models.feature_extraction import DualGraphModule
 
     name = getattr(model, "model_name", type(model).__name__)
     stages = feature_stages(model, input_side)
     if out_indices is None:
         out_indices = range(len(stages))
     chosen = [stages[i] for i in _checked_indices(out_indices, len(stages), name)]
-    return_nodes = {stage["module"]: str(i) for i, stage in enumerate(chosen)}
-    extractor = create_feature_extractor(model, return_nodes=return_nodes, suppress_diff_warning=True)
-    for graph in (extractor.train_graph, extractor.eval_graph):
-        _return_list(graph, len(chosen))
-    extractor.recompile()
-    extractor.train(model.training)
+    modules = [stage["module"] for stage in chosen]
+    was_training = model.training
+    try:
+        train_graph = _graph_returning(model, modules, training=True)
+        eval_graph = _graph_returning(model, modules, training=False)
+    finally:
+        model.train(was_training)
+    extractor = DualGraphModule(model, train_graph, eval_graph, class_name=type(model).__name__)
+    extractor.train(was_training)
     extractor.feature_info = FeatureInfo(chosen)
     extractor.model_name = name
     return extractor
