@@ -172,3 +172,19 @@ def test_corrupt_checkpoint_is_a_one_line_error(stopped_run, tmp_path, capsys):
 def test_resume_without_a_checkpoint_says_so(tmp_path):
     with pytest.raises(CnnzooError, match="no checkpoint in"):
         fit(DropoutNet(), data=SYN, out=str(tmp_path / "empty"), resume=True, progress=False, verbose=False)
+
+
+def test_the_printed_resume_command_continues_a_run_with_model_options(tmp_path, capsys):
+    """``--resume`` takes the model and its ``-o`` options from the command line: the stop message
+    gives them, and the command with them resumes the run."""
+    import shlex
+
+    out = tmp_path / "run"
+    args = ["train", "cnn3", "-o", "norm=bn", "--data", SYN, "--epochs", "2", "-b", "32", "--no-progress",
+            "--stop-after-epochs", "1", "--out", str(out)]  # fmt: skip
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    arguments = printed.split("continue with the same command and: ", 1)[1].splitlines()[0]
+    assert arguments == f"cnn3 -o norm=bn --resume --out {shlex.quote(str(out))}"
+    assert cli.main(["train", *shlex.split(arguments), "--no-progress"]) == 0
+    assert torch.load(out / "last.state.pt", weights_only=True)["epoch"] == 2

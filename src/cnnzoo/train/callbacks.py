@@ -19,7 +19,9 @@ Callbacks that write run on rank 0 only.
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -92,7 +94,24 @@ class Checkpoints(Callback):
         dist_utils.barrier(trainer.dist)
         name = trainer.interrupt or "a signal on another rank"
         self.log(f"{name}: stopped at epoch {epoch + 1}, batch {batch}; checkpoint saved to "
-                 f"{trainer.run / 'last.safetensors'}; continue with --resume --out {trainer.run}")  # fmt: skip
+                 f"{trainer.run / 'last.safetensors'}; continue with the same command and: "
+                 f"{resume_arguments(trainer)}")  # fmt: skip
+
+
+def resume_arguments(trainer: Trainer) -> str:
+    """What continues the run after the command's name (train, finetune, distill ...): ``--resume``
+    takes the training settings from the run's config.yaml, but the model and its ``-o`` options
+    from the command line."""
+    resume = f"--resume --out {shlex.quote(str(trainer.run))}"
+    model = trainer.config.model
+    if not isinstance(model, str):  # a module handed to fit(): no command line rebuilds it
+        return resume
+    options = "".join(
+        " -o " + shlex.quote(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+                             if isinstance(value, (bool, str)) else f"{key}={json.dumps(value)}")
+        for key, value in (trainer.config.model_kwargs or {}).items()
+    )
+    return f"{model}{options} {resume}"
 
 
 class MetricsCSV(Callback):
@@ -207,8 +226,8 @@ class StopAfterEpochs(Callback):
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         self.done += 1
         if self.done >= self.epochs and row["epoch"] < trainer.config.epochs:
-            trainer.request_stop(f"stopped after {self.done} epoch(s) as asked; continue with --resume "
-                                 f"--out {trainer.run}")  # fmt: skip
+            trainer.request_stop(f"stopped after {self.done} epoch(s) as asked; continue with the same command "
+                                 f"and: {resume_arguments(trainer)}")  # fmt: skip
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None:
         if result.status == "stopped" and trainer.stop_reason:
