@@ -25,8 +25,9 @@ per family.
 Why not torchvision's ``create_feature_extractor``, which does the same cut: its tracer names
 each new node by matching it against the name of every node recorded before it, which is
 quadratic in the graph's length (ResNet-1202, 4,213 nodes: 19.5 s on a Xeon core, against
-2.3 s here; ``benchmarks/features_build.py``, docs/results.md).  fx's own tracer already records, on every node, the stack of
-modules being called (``node.meta["nn_module_stack"]``), which is all the cut needs.
+2.3 s here; ``benchmarks/features_build.py``, docs/results.md).  fx's own tracer already
+records, on every node, the stack of modules being called (``node.meta["nn_module_stack"]``),
+which is all the cut needs.
 
 ``feature_info`` follows timm's API (``channels()``, ``reduction()``, ``module_name()``,
 ``get_dicts()``, and ``feature_info[i]``, a dict with ``num_chs``, ``reduction``, ``module``);

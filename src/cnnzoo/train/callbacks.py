@@ -106,11 +106,9 @@ def resume_arguments(trainer: Trainer) -> str:
     model = trainer.config.model
     if not isinstance(model, str):  # a module handed to fit(): no command line rebuilds it
         return resume
-    options = "".join(
-        " -o " + shlex.quote(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
-                             if isinstance(value, (bool, str)) else f"{key}={json.dumps(value)}")
-        for key, value in (trainer.config.model_kwargs or {}).items()
-    )
+    # a string as it is, anything else as JSON (true, 3, [1, 2]), which -o reads back
+    options = "".join(f" -o {shlex.quote(f'{key}={value if isinstance(value, str) else json.dumps(value)}')}"
+                      for key, value in (trainer.config.model_kwargs or {}).items())
     return f"{model}{options} {resume}"
 
 
