@@ -109,6 +109,9 @@ def test_masks_stay_zero_through_fine_tuning(tmp_path):
 def test_the_papers_models_get_its_per_layer_shares_others_the_ratio():
     layers = prunable_layers(cnnzoo.create_model("lenet5_caffe"))
     assert kept_shares("lenet5_caffe", layers, None) == PAPER_TABLES["lenet5_caffe"].kept
+    # Table 4's AlexNet shares name every layer of ours, whatever its classes and channels
+    alexnet = prunable_layers(cnnzoo.create_model("alexnet", num_classes=10, in_chans=1))
+    assert kept_shares("alexnet", alexnet, None) == PAPER_TABLES["alexnet"].kept
     assert set(kept_shares("lenet5_caffe", layers, 0.5).values()) == {0.5}
     lenet5 = prunable_layers(cnnzoo.create_model("lenet5"))
     shares = kept_shares("lenet5", lenet5, None)
@@ -132,6 +135,24 @@ def test_huffman_round_trip(alphabet):
     lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet))
     stored = huffman.unpack_lengths(huffman.pack_lengths(lengths), alphabet)
     np.testing.assert_array_equal(huffman.decode(huffman.encode(symbols, lengths), stored, len(symbols)), symbols)
+
+
+@pytest.mark.parametrize("chunk_bits, levels", [(61, 0), (64, 2), (1000, 3), (1 << 20, 6)])
+def test_huffman_decoding_across_stretches_and_doubling_levels(chunk_bits, levels, monkeypatch):
+    """The decoder reads ``_CHUNK_BITS`` at a time and walks 2^_LEVELS codes per step: codes that cross a
+    stretch's end, chains shorter than one walk, and the count ending inside a stretch all decode alike."""
+    monkeypatch.setattr(huffman, "_CHUNK_BITS", chunk_bits)
+    monkeypatch.setattr(huffman, "_LEVELS", levels)
+    rng = np.random.default_rng(chunk_bits)
+    symbols = np.minimum(rng.geometric(0.2, size=3001) - 1, 40)
+    lengths = huffman.code_lengths(np.bincount(symbols, minlength=41))
+    data = huffman.encode(symbols, lengths)
+    np.testing.assert_array_equal(huffman.decode(data, lengths, len(symbols)), symbols)
+    np.testing.assert_array_equal(huffman.decode(huffman.encode(symbols[:7], lengths), lengths, 7), symbols[:7])
+    with pytest.raises(huffman.HuffmanError, match="truncated"):
+        huffman.decode(data[: len(data) // 2], lengths, len(symbols))
+    with pytest.raises(huffman.HuffmanError, match="left over"):
+        huffman.decode(data, lengths, len(symbols) - 40)
 
 
 def test_huffman_beats_fixed_width_on_a_skewed_stream_and_matches_the_entropy():

@@ -24,7 +24,7 @@ import torch
 
 import cnnzoo
 from cnnzoo import cli
-from cnnzoo.pretrained import PretrainedError, UnknownTagError, list_pretrained, pretrained_entry, read_table, table
+from cnnzoo.pretrained import PretrainedError, UnknownTagError, list_pretrained, pretrained_entry, read_table, ship, table
 
 TAG = "lenet5.fashion_mnist"
 SHIPPED = list_pretrained()
@@ -96,12 +96,23 @@ def test_shipped_weights_hash_and_recorded_predictions(tag, package_untouched):
     entry = pretrained_entry(tag)
     data = (table.weights_dir() / entry["file"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
-    assert entry["params"] <= 5_000_000 and entry["command"].startswith(("cnnzoo ", "torchrun "))
-    from safetensors.torch import load
-
-    stored_dtypes = {v.dtype for v in load(data).values() if v.is_floating_point()}
-    assert stored_dtypes == {getattr(torch, entry["dtype"])}
+    assert len(data) <= ship.MAX_SHIPPED_BYTES and entry["command"].startswith(("cnnzoo ", "torchrun "))
     model = cnnzoo.create_model(tag, pretrained=True).eval()
+    if entry["dtype"] == ship.DEEP_COMPRESSION:
+        from cnnzoo.compress.deep_compression import PAPER_TABLES, prunable_layers
+
+        # pruned as the paper's table says (or the run's own shares), each layer's weights shared
+        kept = entry["deep_compression"]["kept"]
+        for name, layer in prunable_layers(model).items():
+            assert layer.weight.count_nonzero() <= round(kept[name] * layer.weight.numel()) + 1, name
+            assert len(torch.unique(layer.weight)) <= 2 ** entry["deep_compression"]["bits"][name] + 1
+        if entry["spec"]["name"] in PAPER_TABLES:
+            assert kept == PAPER_TABLES[entry["spec"]["name"]].kept
+    else:
+        from safetensors.torch import load
+
+        stored_dtypes = {v.dtype for v in load(data).values() if v.is_floating_point()}
+        assert stored_dtypes == {getattr(torch, entry["dtype"])}
     assert all(p.dtype == torch.float32 for p in model.parameters())  # float16 files are upcast
     assert sum(p.numel() for p in model.parameters()) == entry["params"]
     assert model.pretrained_cfg["classes"] == entry["run"]["classes"]
@@ -407,3 +418,51 @@ def test_a_name_with_several_tags_must_name_one(synthetic_run, scratch_table, ca
     with pytest.raises(UnknownTagError, match="lenet5 has several pretrained weights: lenet5.one, lenet5.two"):
         cnnzoo.create_model("lenet5", pretrained=True)
     assert cnnzoo.create_model("lenet5.two", pretrained=True).num_classes == 3
+
+
+@pytest.fixture(scope="module")
+def compressed_run(synthetic_run, tmp_path_factory):
+    """The synthetic LeNet-5 deep-compressed (80% pruned, one epoch per retraining)."""
+    from cnnzoo.compress.deep_compression import deep_compress
+
+    out = tmp_path_factory.mktemp("ship-dcz") / "compressed"
+    deep_compress(synthetic_run, prune_ratio=0.8, epochs=1, out=str(out), verbose=False, progress=False,
+                  device="cpu", batch_size=16)  # fmt: skip
+    return out
+
+
+def test_a_deep_compressed_run_ships_its_dcz_file(compressed_run, scratch_table, capsys):
+    from cnnzoo.compress.deep_compression import decode_model
+    from cnnzoo.train.runs import evaluate_run
+
+    command = ["--command", "cnnzoo train lenet5 --data syn && cnnzoo deep-compress RUN"]
+    _one_line_error(_ship([str(compressed_run), "lenet5.dc", "--fp16", *command]), capsys, "no --fp16")
+    assert _ship([str(compressed_run), "lenet5.dc", *command]) == 0, capsys.readouterr().err
+    entry = read_table()["lenet5.dc"]
+    shipped = (scratch_table / "lenet5.dc.dcz").read_bytes()
+    assert entry["file"] == "lenet5.dc.dcz" and entry["dtype"] == ship.DEEP_COMPRESSION
+    assert shipped == (compressed_run / "model.dcz").read_bytes() and entry["bytes"] == len(shipped)
+    assert all(share == pytest.approx(0.2) for share in entry["deep_compression"]["kept"].values())
+    # the three trainings' epochs: the source's and the two retrainings'
+    assert entry["train_seconds"] > 0
+    # the model is what the file decodes to, and it evaluates to the entry's claim
+    model = cnnzoo.create_model("lenet5.dc", pretrained=True)
+    state = decode_model(compressed_run / "model.dcz")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert round(100 * evaluate_run("lenet5.dc").top1, 2) == entry["test_top1"]
+    # a file whose hash the table was made to match, but which does not decode: one line
+    (scratch_table / "lenet5.dc.dcz").write_bytes(shipped[:-9])
+    entries = read_table()
+    entries["lenet5.dc"]["sha256"] = hashlib.sha256(shipped[:-9]).hexdigest()
+    (scratch_table / table.TABLE_FILE).write_bytes(table.table_bytes(entries))
+    with pytest.raises(PretrainedError, match=r"^the weights of lenet5.dc cannot be decoded \("):
+        cnnzoo.create_model("lenet5.dc", pretrained=True)
+
+
+def test_a_file_too_large_to_ship_is_refused(synthetic_run, scratch_table, monkeypatch, capsys):
+    monkeypatch.setattr(ship, "MAX_SHIPPED_BYTES", 1000)
+    code = _ship([str(synthetic_run), "lenet5.big", "--command", "cnnzoo train lenet5"])
+    _one_line_error(code, capsys, "more than the 0.001 MB that ship in the package: ship its row with --no-weights")
+    assert list(scratch_table.iterdir()) == []
+    assert _ship([str(synthetic_run), "lenet5.big", "--no-weights", "--command", "cnnzoo train lenet5"]) == 0

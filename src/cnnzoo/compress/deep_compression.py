@@ -99,7 +99,7 @@ class PaperTable:
     compression: float  # the paper's total compression rate (P+Q+H)
 
 
-#: the paper's own models (registered as ``lenet_300_100`` and ``lenet5_caffe``)
+#: the paper's own models (registered as ``lenet_300_100``, ``lenet5_caffe`` and ``alexnet``)
 PAPER_TABLES: dict[str, PaperTable] = {
     "lenet_300_100": PaperTable(
         "Han et al. 2016, Table 1", kept={"ip1": 0.08, "ip2": 0.09, "ip3": 0.26},
@@ -108,6 +108,17 @@ PAPER_TABLES: dict[str, PaperTable] = {
     "lenet5_caffe": PaperTable(
         "Han et al. 2016, Table 2", kept={"features.conv1": 0.66, "features.conv2": 0.12, "ip1": 0.08, "ip2": 0.19},
         labels={"features.conv1": "conv1", "features.conv2": "conv2", "ip1": "ip1", "ip2": "ip2"}, compression=39.0,
+    ),
+    # Table 4's shares (Han, Pool et al. 2015, Table 2) for Caffe's two-tower AlexNet, applied layer by
+    # layer to the one-tower net of torchvision's layout (64-192-384-256-256 kernels): the shares are
+    # the paper's, the layer sizes are not
+    "alexnet": PaperTable(
+        "Han et al. 2016, Table 4",
+        kept={"features.0": 0.84, "features.3": 0.38, "features.6": 0.35, "features.8": 0.37, "features.10": 0.37,
+              "classifier.1": 0.09, "classifier.4": 0.09, "classifier.6": 0.25},
+        labels={"features.0": "conv1", "features.3": "conv2", "features.6": "conv3", "features.8": "conv4",
+                "features.10": "conv5", "classifier.1": "fc6", "classifier.4": "fc7", "classifier.6": "fc8"},
+        compression=35.0,
     ),
 }  # fmt: skip
 

@@ -15,7 +15,8 @@ compiled dependency for forty lines of work.  This one is numpy-vectorised where
 * codes are *canonical* (ordered by length, then symbol): the code lengths alone define the code,
   which is all the compressed file has to store;
 * :func:`encode` writes all codes at once (one numpy pass per bit position); :func:`decode`
-  reads one symbol per table lookup and checks that the stream holds exactly what was promised.
+  looks up every bit position's code at once and follows the chain of code starts by pointer
+  doubling (:func:`_chain_of_starts`), then checks that the stream holds exactly what was promised.
 
 Bad input raises :class:`HuffmanError` (a :class:`~cnnzoo.errors.CnnzooError`), one line.
 Torch-free.
@@ -32,8 +33,10 @@ from cnnzoo.errors import CnnzooError
 #: the longest code (DEFLATE's limit too): lengths fit a nibble, the decoding table 2^15 entries
 MAX_CODE_LENGTH = 15
 
-#: symbols decoded per window chunk (bounds the decoder's working memory)
-_CHUNK_SYMBOLS = 1 << 18
+#: bits decoded per stretch (bounds the decoder's working memory: a few arrays of this length)
+_CHUNK_BITS = 1 << 20
+#: pointer-doubling levels: the decoder walks 2^_LEVELS codes per Python step
+_LEVELS = 6
 
 
 class HuffmanError(CnnzooError):
@@ -152,6 +155,31 @@ def encode(symbols, lengths) -> bytes:
     return np.packbits(bits).tobytes()
 
 
+def _chain_of_starts(sizes: np.ndarray, most: int) -> np.ndarray:
+    """Where the codes start in a stretch whose first code starts at 0, given each bit's code length there.
+
+    Each start is the one before plus its code's length: a chain, sequential by nature.  It is
+    followed by pointer doubling instead of one symbol per Python step: ``jumps[k][i]`` is the
+    start 2^k codes after ``i`` (``span`` once past the stretch), the chain is walked
+    2^_LEVELS codes per step and then filled in level by level, all in numpy.  A bit that starts
+    no code (length 0) is given length 1: the caller stops at the first such start.
+    """
+    span = len(sizes)
+    step = np.minimum(np.arange(span, dtype=np.int32) + np.maximum(sizes, 1).astype(np.int32), span)
+    jumps = [np.append(step, np.int32(span))]
+    for _ in range(_LEVELS):
+        jumps.append(jumps[-1][jumps[-1]])
+    top, walked = jumps[-1], [0]
+    while top[walked[-1]] < span and len(walked) << _LEVELS < most:
+        walked.append(int(top[walked[-1]]))
+    chain = np.array(walked, dtype=np.int32)
+    for level in reversed(range(_LEVELS)):
+        both = np.empty(2 * len(chain), dtype=np.int32)
+        both[0::2], both[1::2] = chain, jumps[level][chain]
+        chain = both[both < span]  # only a last start can leave the stretch
+    return chain[:most]
+
+
 def decode(data: bytes, lengths, count: int, what: str = "Huffman stream") -> np.ndarray:
     """``count`` symbols read from ``data``; a stream that ends early or holds no valid code is an error."""
     lengths = check_lengths(lengths, f"{what}'s code table")
@@ -171,31 +199,31 @@ def decode(data: bytes, lengths, count: int, what: str = "Huffman stream") -> np
         first = int(codes[symbol]) << (width - length)
         table_symbol[first : first + (1 << (width - length))] = symbol
         table_length[first : first + (1 << (width - length))] = length
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    total = len(bits)
-    bits = np.concatenate((bits, np.zeros(width, dtype=np.uint8)))
-    weights = (1 << np.arange(width - 1, -1, -1)).astype(np.int64)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    total = 8 * len(raw)
+    # the 32 bits from each byte on (zeros past the end): any bit's `width`-bit window is in the word of its byte
+    padded = np.concatenate((raw, np.zeros(4, dtype=np.uint8))).astype(np.uint64)
+    words = padded[:-3] << 24 | padded[1:-2] << 16 | padded[2:-1] << 8 | padded[3:]
     position, done = 0, 0
     while done < count:
-        # the windows of the next stretch of bits (each symbol takes at least one bit, at most `width`)
-        stop = min(total, position + _CHUNK_SYMBOLS * width)
-        stretch = bits[position : stop + width]
-        span = stop - position
-        if span <= 0:
+        if position >= total:
             raise HuffmanError(f"{what} is truncated ({done} of {count} symbols)")
-        windows = np.lib.stride_tricks.sliding_window_view(stretch, width)[:span] @ weights
-        symbols, sizes = table_symbol[windows].tolist(), table_length[windows].tolist()
-        offset = 0
-        while done < count and offset < span:
-            symbol = symbols[offset]
-            if symbol < 0:
-                raise HuffmanError(f"{what} is corrupt (no code matches at bit {position + offset})")
-            out[done] = symbol
-            done += 1
-            offset += sizes[offset]
-        position += offset
+        # every bit of the next stretch read as the start of a code: its symbol and length
+        span = min(total, position + _CHUNK_BITS) - position
+        at = np.arange(position, position + span, dtype=np.uint64)
+        windows = (((words[at >> 3] << (at & 7)) & 0xFFFFFFFF) >> (32 - width)).astype(np.int64)
+        symbols, sizes = table_symbol[windows], table_length[windows]
+        starts = _chain_of_starts(sizes, count - done)
+        found = symbols[starts]
+        if (found < 0).any():
+            first = int(starts[np.argmax(found < 0)])
+            raise HuffmanError(f"{what} is corrupt (no code matches at bit {position + first})")
+        out[done : done + len(starts)] = found
+        done += len(starts)
+        position += int(starts[-1] + sizes[starts[-1]])
         if position > total:
             raise HuffmanError(f"{what} is truncated ({done - 1} of {count} symbols)")
+    bits = np.unpackbits(raw)
     if (total - position) >= 8 or (position < total and bits[position:total].any()):
         raise HuffmanError(f"{what} is corrupt (bits left over after its {count} symbols)")
     return out

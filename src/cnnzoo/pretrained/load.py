@@ -19,10 +19,17 @@ from cnnzoo.pretrained.table import PretrainedError, pretrained_entry, read_chec
 
 
 def pretrained_state_dict(entry: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The entry's tensors in float32 (float16 files upcast), after the hash check."""
+    """The entry's tensors in float32 (float16 files upcast, a Deep Compression file decoded), after the hash check."""
     from safetensors.torch import load
 
     data = read_checked_bytes(entry)
+    if entry.get("dtype") == "deep-compression":
+        from cnnzoo.compress.deep_compression import CompressedFileError, decode_model
+
+        try:
+            return decode_model(data)
+        except CompressedFileError as exc:  # the hash matched: the table itself is wrong
+            raise PretrainedError(f"the weights of {entry['tag']} cannot be decoded ({exc})") from None
     try:
         tensors = load(data)
     except Exception as exc:  # a file whose hash matches but safetensors refuses: a bad table entry

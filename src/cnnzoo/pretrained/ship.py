@@ -7,6 +7,11 @@ rounded to float16, evaluated again, and refused if top-1 moves by more than 0.0
 written, each atomically; an existing tag or file is never overwritten.  ``--no-weights``
 writes only the table row (the larger nets: their top-1, command and size, no file).
 
+A run of ``cnnzoo deep-compress`` ships its ``model.dcz`` (pruned, weight-shared and Huffman-coded:
+AlexNet's 61M parameters in a few megabytes, the size Han et al. 2016 made it for).  The entry's
+``dtype`` is then ``deep-compression``: the shipped file is decoded (every part checked) into the
+dense weights, and the top-1 is measured on what the file decodes to.
+
 The entry also records the predictions of the first test images (``check``), which the tests
 compare with what the shipped file gives.
 """
@@ -28,6 +33,11 @@ FP16_TOLERANCE = 0.05
 CHECK_IMAGES = 8
 #: the run.json keys an entry keeps: what the weights need to be fed
 RUN_KEYS = ("data", "classes", "num_classes", "in_chans", "data_size", "input_size", "mean", "std")
+#: the largest file that ships inside the package (GoogLeNet-BN in float16 is 11.3 MB); a larger
+#: net ships its row (``--no-weights``) or its deep-compressed file
+MAX_SHIPPED_BYTES = 12_000_000
+#: the ``dtype`` of an entry whose file is a Deep Compression ``model.dcz``
+DEEP_COMPRESSION = "deep-compression"
 #: configuration keys that describe the training machine, not the recipe
 MACHINE_KEYS = {"data_dir": None, "out": None, "resume": False, "device": "auto", "progress": True}
 
@@ -53,19 +63,27 @@ def ship(run_dir, tag: str, *, command: str, fp16: bool = False, weights: bool =
     entries = table.read_table(folder)
     if tag in entries:
         raise ConfigError(f"{tag} is already in {folder / table.TABLE_FILE}; choose another tag")
-    file_name = f"{tag}.safetensors"
-    if weights:
-        new_file(folder / file_name, "weights file")
     if not run_dir.is_dir():
         raise CnnzooError(f"run directory {run_dir} not found")
     if not (run_dir / RESULTS_FILE).is_file():
         raise ConfigError(f"{run_dir} has not finished (no {RESULTS_FILE}): ship a finished run")
+    compressed = (run_dir / "model.dcz").is_file()
+    if compressed and fp16:
+        raise ConfigError(f"{run_dir} is deep-compressed: its model.dcz ships as it is (no --fp16)")
+    file_name = f"{tag}.dcz" if compressed else f"{tag}.safetensors"
+    if weights:
+        new_file(folder / file_name, "weights file")
     run = load_run(run_dir, "best", device="cpu")
     if run.checkpoint == "int8":
         raise ConfigError(f"{run_dir} is an int8 run (an ONNX Runtime graph): it has no weights to ship")
     if run.meta["spec"]["name"] != base:
         raise ConfigError(f"{tag} names {base}, but {run_dir} trained {run.meta['spec']['name']}; "
                           f"use {run.meta['spec']['name']}.{name}")  # fmt: skip
+    if compressed:  # what the shipped file decodes to, not the run's copy of it
+        from cnnzoo.compress.deep_compression import decode_model
+
+        dcz = (run_dir / "model.dcz").read_bytes()
+        ckpt.load_model_weights(ckpt.unwrap(run.model), decode_model(dcz), str(run_dir / "model.dcz"))
     # float32 evaluation in the default layout: what load_run(TAG) does everywhere
     fp32_meta = {**run.meta, "amp": "none", "channels_last": False}
     run = LoadedRun(run.run_dir, run.model.float(), fp32_meta, run.config, run.device, run.checkpoint)
@@ -84,13 +102,17 @@ def ship(run_dir, tag: str, *, command: str, fp16: bool = False, weights: bool =
         if abs(top1 - top1_fp32) > FP16_TOLERANCE:
             raise ConfigError(f"float16 storage moves {tag}'s test top-1 from {top1_fp32:.2f}% to {top1:.2f}% "
                               f"(more than {FP16_TOLERANCE} points): ship it without --fp16")  # fmt: skip
-    data = ckpt.weights_to_bytes(stored, {"format": table.FORMAT, "tag": tag})
+    data = dcz if compressed else ckpt.weights_to_bytes(stored, {"format": table.FORMAT, "tag": tag})
+    if weights and len(data) > MAX_SHIPPED_BYTES:
+        raise ConfigError(f"{tag}'s file would be {len(data) / 1e6:.1f} MB, more than the "
+                          f"{MAX_SHIPPED_BYTES / 1e6:g} MB that ship in the package: ship its row with "
+                          "--no-weights, or cnnzoo deep-compress the run and ship that")  # fmt: skip
     config = {**to_dict(run.config), **MACHINE_KEYS}
     entry: dict[str, Any] = {
         "spec": run.meta["spec"],
         "file": file_name if weights else None,
         "sha256": table.sha256_of(data) if weights else None,
-        "dtype": "float16" if fp16 else "float32",
+        "dtype": DEEP_COMPRESSION if compressed else "float16" if fp16 else "float32",
         "bytes": len(data),
         "params": int(sum(p.numel() for p in run.model.parameters())),
         "run": {key: run.meta[key] for key in RUN_KEYS if key in run.meta},
@@ -102,9 +124,12 @@ def ship(run_dir, tag: str, *, command: str, fp16: bool = False, weights: bool =
         "command": " ".join(command.split()),
         "machine": machine or cpu_model_name(),
         "date": _finished(run_dir / RESULTS_FILE),
-        "train_seconds": _train_seconds(run_dir / "metrics.csv"),
+        "train_seconds": _train_seconds(*_trainings(run_dir, run.meta)),
         "check": _check_predictions(run, limit=CHECK_IMAGES),
     }
+    if compressed:  # the shares kept and the bits of each layer (the source run's path is this machine's)
+        settings = run.meta.get("deep_compression") or {}
+        entry["deep_compression"] = {"kept": settings.get("kept"), "bits": settings.get("bits")}
     entry = _plain(entry)
     if weights:
         atomic_write_bytes(folder / file_name, data)
@@ -143,13 +168,24 @@ def _finished(results: Path) -> str:
     return datetime.fromtimestamp(results.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def _train_seconds(metrics: Path) -> float | None:
-    """The sum of the epochs' times in ``metrics.csv`` (None when the run has none)."""
+def _trainings(run_dir: Path, meta: dict[str, Any]) -> list[Path]:
+    """The ``metrics.csv`` of every training the weights took: a deep-compressed run's source and both stages."""
+    source = (meta.get("deep_compression") or {}).get("source")
+    if source:
+        return [Path(source) / "metrics.csv", run_dir / "prune" / "metrics.csv", run_dir / "share" / "metrics.csv"]
+    return [run_dir / "metrics.csv"]
+
+
+def _train_seconds(*metrics: Path) -> float | None:
+    """The sum of the epochs' times in the ``metrics.csv`` files (None when one of them is missing)."""
+    total = 0.0
     try:
-        with metrics.open(newline="") as handle:
-            return round(sum(float(row["seconds"]) for row in csv.DictReader(handle) if row.get("seconds")), 1)
+        for file in metrics:
+            with file.open(newline="") as handle:
+                total += sum(float(row["seconds"]) for row in csv.DictReader(handle) if row.get("seconds"))
     except (OSError, KeyError, ValueError):
         return None
+    return round(total, 1)
 
 
 def _plain(value):
@@ -163,7 +199,7 @@ def _plain(value):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cnnzoo.pretrained.ship", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", help="a finished run directory (its best weights)")
+    p.add_argument("run_dir", help="a finished run directory (its best weights; a deep-compressed run: model.dcz)")
     p.add_argument("tag", help="MODEL.NAME, e.g. lenet5.fashion_mnist")
     p.add_argument("--command", required=True, help="the exact command that trained the run (recorded)")
     p.add_argument("--fp16", action="store_true",
