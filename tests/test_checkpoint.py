@@ -175,16 +175,21 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 
 def test_the_printed_resume_command_continues_a_run_with_model_options(tmp_path, capsys):
-    """``--resume`` takes the model and its ``-o`` options from the command line: the stop message
-    gives them, and the command with them resumes the run."""
+    """The stop message gives the model and its ``-o`` options, and that command resumes the run;
+    without the ``-o`` the options come from the run's config.yaml; other options are refused."""
     import shlex
 
     out = tmp_path / "run"
-    args = ["train", "cnn3", "-o", "norm=bn", "--data", SYN, "--epochs", "2", "-b", "32", "--no-progress",
+    args = ["train", "cnn3", "-o", "norm=bn", "--data", SYN, "--epochs", "3", "-b", "32", "--no-progress",
             "--stop-after-epochs", "1", "--out", str(out)]  # fmt: skip
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     arguments = printed.split("continue with the same command and: ", 1)[1].splitlines()[0]
     assert arguments == f"cnn3 -o norm=bn --resume --out {shlex.quote(str(out))}"
-    assert cli.main(["train", *shlex.split(arguments), "--no-progress"]) == 0
+    assert cli.main(["train", *shlex.split(arguments), "--no-progress", "--stop-after-epochs", "1"]) == 0
     assert torch.load(out / "last.state.pt", weights_only=True)["epoch"] == 2
+    capsys.readouterr()
+    assert cli.main(["train", "cnn3", "-o", "norm=none", "--resume", "--out", str(out), "--no-progress"]) == 2
+    assert "model_kwargs ({'norm': 'bn'} -> {'norm': 'none'})" in capsys.readouterr().err
+    assert cli.main(["train", "cnn3", "--resume", "--out", str(out), "--no-progress"]) == 0
+    assert torch.load(out / "last.state.pt", weights_only=True)["epoch"] == 3

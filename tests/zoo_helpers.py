@@ -31,10 +31,10 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
                 module.weight.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
                 module.bias.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
             elif isinstance(module, (nn.Conv2d, nn.Linear)):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
+                # filled in place: a copy through a new tensor doubles the time of VGG's 120M weights
+                module.weight.normal_(0.0, (1.0 / module.weight[0].numel()) ** 0.5, generator=gen)
                 if module.bias is not None:
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+                    module.bias.normal_(0.0, 0.1, generator=gen)
     return model
 
 

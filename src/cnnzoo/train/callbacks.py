@@ -99,9 +99,8 @@ class Checkpoints(Callback):
 
 
 def resume_arguments(trainer: Trainer) -> str:
-    """What continues the run after the command's name (train, finetune, distill ...): ``--resume``
-    takes the training settings from the run's config.yaml, but the model and its ``-o`` options
-    from the command line."""
+    """What continues the run after the command's name (train, finetune, distill ...): the model,
+    its ``-o`` options (which ``--resume`` would also take from the run's config.yaml) and the run."""
     resume = f"--resume --out {shlex.quote(str(trainer.run))}"
     model = trainer.config.model
     if not isinstance(model, str):  # a module handed to fit(): no command line rebuilds it

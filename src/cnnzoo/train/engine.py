@@ -283,6 +283,8 @@ class _Setup:
         config.out = path
         if config.resume and (self.run_dir / "config.yaml").is_file():
             self._merge_saved_config()
+            # the model's options (-o) come from the run too when the command gives none
+            self.spec = self._model_spec()
 
     def _merge_saved_config(self) -> None:
         saved = to_dict(read_config(self.run_dir / "config.yaml"))
