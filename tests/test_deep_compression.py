@@ -246,8 +246,14 @@ def compressed(tmp_path_factory):
 def test_deep_compress_end_to_end(compressed, capsys):
     source, out, before = compressed
     capsys.readouterr()
-    code = main(["deep-compress", str(source), "--prune-ratio", "0.8", "--epochs", "1", "--out", str(out), *FAST])
+    code = main(["deep-compress", str(source), "--prune-ratio", "0.8", "--epochs", "1", "--share-lr", "0.003",
+                 "--out", str(out), *FAST])  # fmt: skip
     assert code == 0
+    from cnnzoo.train.config import read_config
+
+    # the weight sharing's own learning rate; the pruning's is a tenth of the source's
+    assert read_config(out / "share" / "config.yaml").lr == 0.003
+    assert read_config(out / "prune" / "config.yaml").lr == pytest.approx(read_config(source / "config.yaml").lr / 10)
     printed = capsys.readouterr().out
     assert "ip1" in printed and "kept %" in printed and "total" in printed
     line = [row for row in printed.splitlines() if row.startswith("compression: ")][0]
@@ -297,6 +303,8 @@ def test_a_truncated_compressed_file_through_the_cli_is_one_line_exit_2(compress
 @pytest.mark.parametrize("argv, message", [
     (["--prune-ratio", "1.0"], "--prune-ratio must be in [0, 1)"),
     (["--bits-fc", "0"], "--bits-fc must be an integer from 1 to 14"),
+    (["--share-lr", "0"], "--share-lr must be positive"),
+    (["--share-epochs", "-1"], "--share-epochs must be positive"),
     (["-o", "image_side=32"], "-o does not apply to deep-compress"),
     (["--prune-ratio", "0.9,conv9=0.5"], "has no layer 'conv9'"),
     (["--prune-ratio", "0.9,ip1=x"], "cannot read 'ip1=x'"),

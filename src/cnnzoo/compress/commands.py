@@ -78,6 +78,11 @@ def _add_deep_compress(subparsers) -> None:
                    "it gives them, else 0.9)")  # fmt: skip
     p.add_argument("--bits-conv", type=int, default=8, help="index bits of convolutional layers (default 8)")
     p.add_argument("--bits-fc", type=int, default=5, help="index bits of fully connected layers (default 5)")
+    p.add_argument("--share-epochs", type=int, default=None, metavar="N",
+                   help="epochs of the weight-sharing retraining (default: --epochs)")
+    p.add_argument("--share-lr", type=float, default=None, metavar="LR",
+                   help="learning rate of the weight-sharing retraining (default: --lr, else a tenth of the "
+                   "source's): a centroid's gradient sums those of all its weights")  # fmt: skip
     _training_flags(p)
     p.set_defaults(func=cmd_deep_compress)
 

@@ -524,6 +524,8 @@ def deep_compress(
     prune_ratio: float | str | None = None,
     bits_conv: int = 8,
     bits_fc: int = 5,
+    share_epochs: int | None = None,
+    share_lr: float | None = None,
     recipe: str | None = None,
     verbose: bool = True,
     log: Callable[[str], None] | None = None,
@@ -532,7 +534,9 @@ def deep_compress(
     """Deep-compress the trained run ``source`` into a new run directory (``out=``); see the module docstring.
 
     Every other keyword is a training configuration key for both retrainings, as for
-    :func:`cnnzoo.train.fit` (``epochs``, ``lr``, ``out``, ``resume``, ...).
+    :func:`cnnzoo.train.fit` (``epochs``, ``lr``, ``out``, ``resume``, ...); ``share_epochs`` and
+    ``share_lr`` set the weight-sharing retraining's apart (a centroid's gradient is the sum of
+    its cluster's, hundreds of thousands of weights in AlexNet's fc6: it may want a smaller step).
     """
     from cnnzoo.train import checkpoint as ckpt
     from cnnzoo.train.config import read_config, to_dict
@@ -540,6 +544,9 @@ def deep_compress(
 
     printer = log or (lambda text: print(text, flush=True))
     say = printer if verbose else (lambda text: None)
+    for flag, value in (("--share-epochs", share_epochs), ("--share-lr", share_lr)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{flag} must be positive, got {value}")
     for flag, bits in (("--bits-conv", bits_conv), ("--bits-fc", bits_fc)):
         if not isinstance(bits, int) or not 1 <= bits <= 14:
             raise ConfigError(f"{flag} must be an integer from 1 to 14, got {bits}")
@@ -592,7 +599,9 @@ def deep_compress(
             share_weights(module, bits[name])
             sizes[name] = len(module.parametrizations.weight.original)
         model.model_spec = spec.then("shared_weights", layers=sizes)
-        result = _train_stage(model, run / "share", "deep-compress-share", [], recipe, stage_overrides, resume,
+        share_overrides = dict(stage_overrides)
+        share_overrides.update({k: v for k, v in (("epochs", share_epochs), ("lr", share_lr)) if v is not None})
+        result = _train_stage(model, run / "share", "deep-compress-share", [], recipe, share_overrides, resume,
                               verbose, log, say)  # fmt: skip
         if result is not None and result.status != "completed":
             return _stopped(run, result, "weight sharing", say)
@@ -671,5 +680,6 @@ def deep_compress_command(args) -> int:
     from cnnzoo.train.commands import train_overrides
 
     result = deep_compress(args.source, prune_ratio=args.prune_ratio, bits_conv=args.bits_conv, bits_fc=args.bits_fc,
-                           recipe=args.recipe, **train_overrides(args))  # fmt: skip
+                           share_epochs=args.share_epochs, share_lr=args.share_lr, recipe=args.recipe,
+                           **train_overrides(args))  # fmt: skip
     return result.exit_code
