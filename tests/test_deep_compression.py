@@ -300,6 +300,26 @@ def test_a_truncated_compressed_file_through_the_cli_is_one_line_exit_2(compress
     assert "decodes to its model" in capsys.readouterr().out
 
 
+def test_an_interrupted_compression_resumes_with_the_command_it_prints(compressed, tmp_path, capsys):
+    """A stage stopped part-way says how to go on: the same command with --resume --out DIR (the
+    compression's folder, not the stage's), and that finishes the compression."""
+    import shlex
+
+    source, _, _ = compressed
+    out = tmp_path / "dc"
+    command = ["deep-compress", str(source), "--prune-ratio", "0.8", "--epochs", "2", "--out", str(out), *FAST]
+    capsys.readouterr()
+    assert main([*command, "--stop-after-epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    advice = printed.split("continue with the same command and: ", 1)[1].splitlines()[0]
+    assert advice == f"--resume --out {shlex.quote(str(out))}"
+    assert f"pruning stopped: continue the compression with --resume --out {out}" in printed
+    assert not (out / "model.dcz").exists() and (out / "prune" / "last.state.pt").is_file()
+    assert main([*command, *shlex.split(advice)]) == 0
+    assert (out / "model.dcz").is_file()
+    assert torch.load(out / "prune" / "last.state.pt", weights_only=True)["epoch"] == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--prune-ratio", "1.0"], "--prune-ratio must be in [0, 1)"),
     (["--bits-fc", "0"], "--bits-fc must be an integer from 1 to 14"),
