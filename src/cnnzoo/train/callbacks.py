@@ -101,7 +101,7 @@ class Checkpoints(Callback):
 def resume_arguments(trainer: Trainer) -> str:
     """What continues the run after the command's name (train, finetune, distill ...): the model,
     its ``-o`` options (which ``--resume`` would also take from the run's config.yaml) and the run."""
-    if trainer.run.kind.startswith("deep-compress-"):  # a stage in DIR/prune or DIR/share: the command resumes DIR
+    if getattr(trainer.run, "kind", "").startswith("deep-compress-"):  # a stage in DIR/prune or DIR/share: resume DIR
         return f"--resume --out {shlex.quote(str(trainer.run.path.parent))}"
     resume = f"--resume --out {shlex.quote(str(trainer.run))}"
     model = trainer.config.model
