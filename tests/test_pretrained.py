@@ -24,7 +24,8 @@ import torch
 
 import cnnzoo
 from cnnzoo import cli
-from cnnzoo.pretrained import PretrainedError, UnknownTagError, list_pretrained, pretrained_entry, read_table, ship, table
+from cnnzoo.pretrained import (PretrainedError, UnknownTagError, list_pretrained, pretrained_entry, read_table,
+                               ship, table)
 
 TAG = "lenet5.fashion_mnist"
 SHIPPED = list_pretrained()
