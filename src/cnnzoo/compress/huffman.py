@@ -223,8 +223,8 @@ def decode(data: bytes, lengths, count: int, what: str = "Huffman stream") -> np
         position += int(starts[-1] + sizes[starts[-1]])
         if position > total:
             raise HuffmanError(f"{what} is truncated ({done - 1} of {count} symbols)")
-    bits = np.unpackbits(raw)
-    if (total - position) >= 8 or (position < total and bits[position:total].any()):
+    left = total - position  # the padding: fewer than 8 bits, all zero, at the end of the last byte
+    if left >= 8 or (left and int(raw[-1]) & ((1 << left) - 1)):
         raise HuffmanError(f"{what} is corrupt (bits left over after its {count} symbols)")
     return out
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from cnnzoo.errors import ConfigError
 from cnnzoo.modelspec import ModelSpec
-from cnnzoo.pretrained.table import PretrainedError, pretrained_entry, read_checked_bytes, split_tag, tag_for_name
+from cnnzoo.pretrained.table import (DEEP_COMPRESSION, PretrainedError, pretrained_entry, read_checked_bytes, split_tag,
+                                     tag_for_name)
 
 
 def pretrained_state_dict(entry: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -23,7 +24,7 @@ def pretrained_state_dict(entry: dict[str, Any]) -> dict[str, torch.Tensor]:
     from safetensors.torch import load
 
     data = read_checked_bytes(entry)
-    if entry.get("dtype") == "deep-compression":
+    if entry.get("dtype") == DEEP_COMPRESSION:
         from cnnzoo.compress.deep_compression import CompressedFileError, decode_model
 
         try:

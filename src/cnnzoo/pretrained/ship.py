@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cnnzoo.errors import CnnzooError, ConfigError
+from cnnzoo.pretrained.table import DEEP_COMPRESSION
 
 #: the most that float16 storage may move test top-1, in points
 FP16_TOLERANCE = 0.05
@@ -36,8 +37,6 @@ RUN_KEYS = ("data", "classes", "num_classes", "in_chans", "data_size", "input_si
 #: the largest file that ships inside the package (GoogLeNet-BN in float16 is 11.3 MB); a larger
 #: net ships its row (``--no-weights``) or its deep-compressed file
 MAX_SHIPPED_BYTES = 12_000_000
-#: the ``dtype`` of an entry whose file is a Deep Compression ``model.dcz``
-DEEP_COMPRESSION = "deep-compression"
 #: configuration keys that describe the training machine, not the recipe
 MACHINE_KEYS = {"data_dir": None, "out": None, "resume": False, "device": "auto", "progress": True}
 

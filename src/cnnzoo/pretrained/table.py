@@ -35,6 +35,8 @@ from cnnzoo.errors import CnnzooError, ConfigError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 TABLE_FILE = "pretrained.json"
 FORMAT = "cnnzoo-pretrained-1"
+#: the ``dtype`` of an entry whose file is a Deep Compression ``model.dcz`` (decoded when loaded)
+DEEP_COMPRESSION = "deep-compression"
 
 #: ``name.tag``: a registered name, one dot, a tag of letters, digits and underscores
 _TAG_FORM = re.compile(r"^([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)$")
