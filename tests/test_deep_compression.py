@@ -318,6 +318,18 @@ def test_an_interrupted_compression_resumes_with_the_command_it_prints(compresse
     assert main([*command, *shlex.split(advice)]) == 0
     assert (out / "model.dcz").is_file()
     assert torch.load(out / "prune" / "last.state.pt", weights_only=True)["epoch"] == 2
+    # no --share-lr: a centroid's gradient sums its cluster's (Eq. 3), so the sharing's lr is the
+    # pruning's over the largest layer's mean cluster size
+    from cnnzoo.compress.weight_sharing import codebook_of, shared_layers
+    from cnnzoo.train.config import read_config
+
+    shared = cnnzoo.load_run(out / "share", device="cpu").model
+    sizes = [int(mask.sum()) / len(codebook)
+             for codebook, _, mask in map(codebook_of, shared_layers(shared).values())]  # fmt: skip
+    assert max(sizes) > 10  # ip1's 80% of 784x300 weights in 32 clusters: far from one
+    prune_lr = read_config(out / "prune" / "config.yaml").lr
+    assert read_config(out / "share" / "config.yaml").lr == pytest.approx(prune_lr / max(sizes))
+    assert f"lr {prune_lr / max(sizes):.3g}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -81,8 +81,9 @@ def _add_deep_compress(subparsers) -> None:
     p.add_argument("--share-epochs", type=int, default=None, metavar="N",
                    help="epochs of the weight-sharing retraining (default: --epochs)")
     p.add_argument("--share-lr", type=float, default=None, metavar="LR",
-                   help="learning rate of the weight-sharing retraining (default: --lr, else a tenth of the "
-                   "source's): a centroid's gradient sums those of all its weights")  # fmt: skip
+                   help="learning rate of the weight-sharing retraining; a centroid's gradient sums those of "
+                   "all its weights, so the default is the pruning's lr divided by the largest layer's "
+                   "mean cluster size")  # fmt: skip
     _training_flags(p)
     p.set_defaults(func=cmd_deep_compress)
 

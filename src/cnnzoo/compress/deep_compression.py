@@ -13,6 +13,8 @@ a new run directory (the source run is only read):
 2. **Trained quantization** (Section 3): k-means per layer into ``2^--bits-conv`` (8 in the paper)
    or ``2^--bits-fc`` (5) shared values, centroids fine-tuned through a parametrization whose
    parameter is the codebook (:mod:`cnnzoo.compress.weight_sharing`).  Sub-run ``DIR/share``.
+   A centroid's gradient sums its cluster's (Eq. 3), so this retraining's lr defaults to the
+   pruning's divided by the largest layer's mean cluster size (``--share-lr`` sets it).
 3. **Huffman coding** (Section 4) of the cluster indices and of the sparse index differences
    (:mod:`cnnzoo.compress.huffman`) into ``DIR/model.dcz``.
 
@@ -536,7 +538,8 @@ def deep_compress(
     Every other keyword is a training configuration key for both retrainings, as for
     :func:`cnnzoo.train.fit` (``epochs``, ``lr``, ``out``, ``resume``, ...); ``share_epochs`` and
     ``share_lr`` set the weight-sharing retraining's apart (a centroid's gradient is the sum of
-    its cluster's, hundreds of thousands of weights in AlexNet's fc6: it may want a smaller step).
+    its cluster's, hundreds of thousands of weights in AlexNet's fc6: its lr defaults to the
+    pruning's divided by the largest layer's mean cluster size).
     """
     from cnnzoo.train import checkpoint as ckpt
     from cnnzoo.train.config import read_config, to_dict
@@ -594,13 +597,22 @@ def deep_compress(
             return _stopped(run, result, "pruning", say)
         # stage 2: k-means weight sharing per layer, centroids fine-tuned
         model = load_run(run / "prune", device="cpu").model.train()
-        sizes = {}
+        sizes, largest_cluster = {}, 1.0
         for name, module in prunable_layers(model).items():
-            share_weights(module, bits[name])
+            sharing = share_weights(module, bits[name])
             sizes[name] = len(module.parametrizations.weight.original)
+            largest_cluster = max(largest_cluster, int(sharing.mask.sum()) / sizes[name])
         model.model_spec = spec.then("shared_weights", layers=sizes)
         share_overrides = dict(stage_overrides)
-        share_overrides.update({k: v for k, v in (("epochs", share_epochs), ("lr", share_lr)) if v is not None})
+        if share_epochs is not None:
+            share_overrides["epochs"] = share_epochs
+        # Section 3.3: a centroid's gradient is the sum of its cluster's (Eq. 3), about 100K weights
+        # in AlexNet's fc6, so the pruning's lr moves it 100K times as far as one weight: the net
+        # collapsed to chance (docs/results.md).  Dividing by the largest layer's mean cluster size
+        # moves no centroid further than the pruning moved a weight.
+        share_overrides["lr"] = share_lr if share_lr is not None else share_overrides["lr"] / largest_cluster
+        say(f"weight sharing: {largest_cluster:,.0f} weights per cluster in the largest layer, "
+            f"lr {share_overrides['lr']:.3g}")  # fmt: skip
         result = _train_stage(model, run / "share", "deep-compress-share", [], recipe, share_overrides, resume,
                               verbose, log, say)  # fmt: skip
         if result is not None and result.status != "completed":
