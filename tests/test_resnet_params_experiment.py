@@ -35,7 +35,7 @@ def test_table_cites_table1_and_marks_the_paper_bottleneck():
     lines = table.splitlines()
     assert lines[0].startswith("| model |")
     assert "| resnet50 | 224x224 | 25.56M | 4.09 G | 3.86 G | 3.8 G | 22.85% |" in lines
-    assert "| resnet18 | 224x224 | 11.69M | 1.81 G | same | 1.8 G | - |" in lines
+    assert "| resnet18 | 224x224 | 11.69M | 1.81 G | same | 1.8 G | 27.88% |" in lines
 
 
 def test_command_measures_the_models(tmp_path, capsys):
@@ -43,7 +43,7 @@ def test_command_measures_the_models(tmp_path, capsys):
     assert main(["experiment", "resnet-params", "--models", "resnet18,alexnet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     # measured by cnnzoo.summary, not copied: torchvision's layouts have these exact counts
-    assert "| resnet18 | 224x224 | 11.69M | 1.81 G | same | 1.8 G | - |" in printed
+    assert "| resnet18 | 224x224 | 11.69M | 1.81 G | same | 1.8 G | 27.88% |" in printed
     assert "| alexnet | 224x224 | 61.10M | 0.71 G | - | - | - |" in printed
     assert (out / "results.md").read_text().startswith("| model |")
 

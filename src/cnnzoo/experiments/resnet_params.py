@@ -9,8 +9,9 @@ the 2012 layout) and set against the papers' figures:
   ResNet-18/34/50/101/152.  The paper's bottleneck strides on its first 1x1 convolution;
   torchvision's layout ("v1.5", the one whose weights load) strides on the 3x3, which costs
   more (see :mod:`cnnzoo.models.resnet`): both are counted.
-* The ImageNet validation top-1 error each paper reports for one model: He et al. 2016, Table 3
-  (10-crop testing): ResNet-34 B 24.52%, ResNet-50 22.85%, ResNet-101 21.75%, ResNet-152 21.43%;
+* The ImageNet validation top-1 error each paper reports for one model, from
+  :mod:`cnnzoo.reported_accuracy`: He et al. 2016, Table 2 (ResNet-18 27.88%) and Table 3
+  (10-crop testing: ResNet-34 B 24.52%, ResNet-50 22.85%, ResNet-101 21.75%, ResNet-152 21.43%);
   Krizhevsky et al. 2012, Table 2: one CNN 40.7%.
 
 The answer the brief wants falls out of the stage lists: ResNet-101 is ResNet-50 with 17 more
@@ -24,14 +25,10 @@ from dataclasses import dataclass
 
 from cnnzoo.experiments import register_experiment
 from cnnzoo.experiments._runs import ExperimentDir, markdown_table, write_text
+from cnnzoo.reported_accuracy import reported_accuracy
 
 #: He et al. 2016, Table 1 ("FLOPs", multiply-adds at 224x224, in 10^9)
 TABLE1_GMACS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
-
-#: single-model ImageNet validation top-1 error (%): He et al. 2016 Table 3 (10-crop);
-#: Krizhevsky et al. 2012 Table 2 (one CNN)
-PAPER_TOP1_ERROR = {"resnet34": 24.52, "resnet50": 22.85, "resnet101": 21.75, "resnet152": 21.43,
-                    "alexnet_paper": 40.7}  # fmt: skip
 
 DEFAULT_MODELS = ("alexnet_paper", "alexnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -87,10 +84,17 @@ def extra_blocks_answer(counts: dict[str, Count]) -> str:
     return text
 
 
+def paper_top1_error(name: str) -> float | None:
+    """The single-model ImageNet top-1 error (%) ``name``'s paper reports (cnnzoo.reported_accuracy)."""
+    reported = reported_accuracy(name)
+    return None if reported is None or reported.top1 is None else 100 - reported.top1
+
+
 def format_table(counts: list[Count]) -> str:
     rows = []
     for c in counts:
         paper = TABLE1_GMACS.get(c.model)
+        error = paper_top1_error(c.model)
         rows.append([
             c.model,
             f"{c.input_size}x{c.input_size}",
@@ -98,7 +102,7 @@ def format_table(counts: list[Count]) -> str:
             f"{c.macs / 1e9:.2f} G",
             f"{c.paper_macs / 1e9:.2f} G" if c.paper_macs else ("same" if paper else "-"),
             f"{paper:.1f} G" if paper else "-",
-            f"{PAPER_TOP1_ERROR[c.model]:.2f}%" if c.model in PAPER_TOP1_ERROR else "-",
+            f"{error:.2f}%" if error is not None else "-",
         ])  # fmt: skip
     header = ["model", "input", "params", "multiply-adds", "with the paper's bottleneck", "Table 1 FLOPs",
               "paper top-1 error"]  # fmt: skip
