@@ -28,7 +28,7 @@ demo: $(STAMP) data
 
 test: $(STAMP) data
 	@sh scripts/ensure-chromium.sh
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -562,9 +562,11 @@ def deep_part(exp, report: CompressionReport, *, models, train_size, epochs, lr,
         bits = {layer: bits_fc if is_fully_connected(module) else conv_bits for layer, module in layers.items()}
 
         def train(resume: bool, base=base, run_dir=run_dir, ratio=ratio, conv_bits=conv_bits, retraining=retraining):
+            # the weight sharing at the retraining's lr, as the recorded LeNet figures were measured
+            # (deep_compress's own default divides it by the mean cluster size)
             return deep_compress(str(base), prune_ratio=ratio, bits_conv=conv_bits, bits_fc=bits_fc, out=str(run_dir),
                                  resume=resume, log=log, device=device, threads=threads, progress=False,
-                                 **retraining)  # fmt: skip
+                                 share_lr=retraining["lr"], **retraining)  # fmt: skip
 
         _once(run_dir, train, retraining, kind="deep-compress", what=f"deep compression: {name}", log=log,
               record=("deep_compression", {"kept": kept_shares(name, layers, ratio), "bits": bits}))  # fmt: skip
