@@ -538,7 +538,7 @@ def deep_compress(
     Every other keyword is a training configuration key for both retrainings, as for
     :func:`cnnzoo.train.fit` (``epochs``, ``lr``, ``out``, ``resume``, ...); ``share_epochs`` and
     ``share_lr`` set the weight-sharing retraining's apart (a centroid's gradient is the sum of
-    its cluster's, hundreds of thousands of weights in AlexNet's fc6: its lr defaults to the
+    its cluster's, about 117,000 weights in AlexNet's fc6: its lr defaults to the
     pruning's divided by the largest layer's mean cluster size).
     """
     from cnnzoo.train import checkpoint as ckpt
@@ -606,10 +606,10 @@ def deep_compress(
         share_overrides = dict(stage_overrides)
         if share_epochs is not None:
             share_overrides["epochs"] = share_epochs
-        # Section 3.3: a centroid's gradient is the sum of its cluster's (Eq. 3), about 100K weights
-        # in AlexNet's fc6, so the pruning's lr moves it 100K times as far as one weight: the net
-        # collapsed to chance (docs/results.md).  Dividing by the largest layer's mean cluster size
-        # moves no centroid further than the pruning moved a weight.
+        # Section 3.3: a centroid's gradient is the sum of its cluster's (Eq. 3), about 117,000
+        # weights in AlexNet's fc6, so the pruning's lr moves it that many times as far as one
+        # weight: the net collapsed to chance (docs/results.md).  Dividing by the largest layer's
+        # mean cluster size moves no centroid further than the pruning moved a weight.
         share_overrides["lr"] = share_lr if share_lr is not None else share_overrides["lr"] / largest_cluster
         say(f"weight sharing: {largest_cluster:,.0f} weights per cluster in the largest layer, "
             f"lr {share_overrides['lr']:.3g}")  # fmt: skip
